@@ -1,0 +1,126 @@
+"""The one envelope every command and event travels in, and how ids and times enter it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "Clock",
+    "Envelope",
+    "IdSource",
+    "WriterIdentity",
+    "derived_id",
+    "new_message",
+    "random_ids",
+    "stamp_outputs",
+    "system_clock",
+]
+
+Clock = Callable[[], datetime]
+IdSource = Callable[[], str]
+
+# Namespace for ids derived from a parent message id; changing it would break exact duplicates.
+_DERIVED_ID_NAMESPACE = uuid.UUID("6f1c3a52-1d8e-4b5e-9a43-0c2f8e7d5b10")
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def random_ids() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class WriterIdentity:
+    """Who writes a message: stamped into every envelope the writer produces."""
+
+    service_name: str
+    layer: int
+    env: str
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A command or event. ``message_id``/``message_type`` are ``<kind>_id``/``<kind>_type`` on
+    the wire; the kind comes from the schema catalog. ``schema_version`` is the writer's
+    version: the serde sets it on encode and reports it on decode."""
+
+    message_type: str
+    message_id: str
+    timestamp: datetime
+    correlation_id: str
+    tenant_id: str
+    payload: Mapping[str, Any]
+    service_name: str
+    layer: int
+    env: str
+    schema_version: int = 0
+    causation_id: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+
+    def derive(self, message_type: str, payload: Mapping[str, Any]) -> Envelope:
+        """An output caused by this message, for a handler to return.
+
+        Correlation, tenant and trace are inherited. Id, timestamp and writer identity are
+        provisional: the runner stamps them (``stamp_outputs``) so handlers stay pure."""
+        return replace(
+            self,
+            message_type=message_type,
+            payload=payload,
+            causation_id=self.message_id,
+            schema_version=0,
+        )
+
+
+def derived_id(parent_id: str, position: int) -> str:
+    """Deterministic id of the ``position``-th output of ``parent_id``: reprocessing the same
+    input yields the same ids, so downstream consumers can drop exact duplicates."""
+    return str(uuid.uuid5(_DERIVED_ID_NAMESPACE, f"{parent_id}/{position}"))
+
+
+def stamp_outputs(
+    source: Envelope, outputs: list[Envelope], writer: WriterIdentity, now: datetime
+) -> list[Envelope]:
+    """Give each handler output its deterministic id, its cause, the time and the writer."""
+    return [
+        replace(
+            output,
+            message_id=derived_id(source.message_id, position),
+            causation_id=source.message_id,
+            timestamp=now,
+            service_name=writer.service_name,
+            layer=writer.layer,
+            env=writer.env,
+        )
+        for position, output in enumerate(outputs)
+    ]
+
+
+def new_message(
+    message_type: str,
+    payload: Mapping[str, Any],
+    *,
+    correlation_id: str,
+    tenant_id: str,
+    writer: WriterIdentity,
+    clock: Clock = system_clock,
+    ids: IdSource = random_ids,
+) -> Envelope:
+    """A message entering the system (a command from the API, say): fresh id, no cause."""
+    return Envelope(
+        message_type=message_type,
+        message_id=ids(),
+        timestamp=clock(),
+        correlation_id=correlation_id,
+        tenant_id=tenant_id,
+        payload=payload,
+        service_name=writer.service_name,
+        layer=writer.layer,
+        env=writer.env,
+    )

@@ -1,0 +1,77 @@
+"""Reading topics back in tests: bounded polls on the real broker, never fixed sleeps."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from streams.envelope import Envelope
+from streams.serde import AvroSerde
+
+
+class TopicReader:
+    """Reads every partition of a topic from the beginning (read_committed), keeping
+    the raw messages and, given a serde, the decoded envelopes."""
+
+    def __init__(self, bootstrap: str, topic: str, serde: AvroSerde | None = None) -> None:
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"reader-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        self._consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        self._serde = serde
+        self.messages: list[Message] = []
+        self.envelopes: list[Envelope] = []
+
+    def poll_until(
+        self, done: Callable[[TopicReader], bool], timeout_s: float, what: str
+    ) -> TopicReader:
+        deadline = time.monotonic() + timeout_s
+        while not done(self):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+            for message in self._consumer.consume(num_messages=1000, timeout=0.5):
+                if message.error() is None:
+                    self.messages.append(message)
+                    if self._serde is not None:
+                        self.envelopes.append(self._serde.decode(message.value()))
+        return self
+
+    def of_type(self, message_type: str) -> list[Envelope]:
+        return [e for e in self.envelopes if e.message_type == message_type]
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition (partitions without a commit are absent)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
+    finally:
+        consumer.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"w-{uuid.uuid4().hex}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
+    finally:
+        consumer.close()
