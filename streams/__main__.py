@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import sys
+from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 from prometheus_client import start_http_server
@@ -48,6 +49,12 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
         settings.env,
         options,
     ).run()
+
+
+def _up(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.launcher import run_platform
+
+    return run_platform(settings, args.data_dir, args.kafka_port)
 
 
 def _create_topics(settings: Settings, args: argparse.Namespace) -> None:
@@ -102,6 +109,11 @@ def _parser() -> argparse.ArgumentParser:
         help="librdkafka consumer setting, e.g. session.timeout.ms=6000 (repeatable)",
     )
     run.set_defaults(command=_run)
+
+    up = commands.add_parser("up", help="run the whole platform")
+    up.add_argument("--data-dir", type=Path, default=Path(".data"), help="local broker data")
+    up.add_argument("--kafka-port", type=int, default=9092, help="local broker port")
+    up.set_defaults(command=_up)
 
     topics = commands.add_parser("topics", help="create every catalog topic and its DLQ")
     topics.set_defaults(command=_create_topics)

@@ -149,7 +149,7 @@ def _is_error_line(line: str) -> bool:
 
 
 def _free_ports(count: int) -> list[int]:
-    """Ask the kernel for distinct unused loopback ports (they are bound together, so distinct).
+    """Ask the kernel for unused loopback ports, bound together so they differ.
 
     There is a small window until the broker binds them; acceptable for a test broker.
     """
@@ -262,7 +262,7 @@ class LocalKafka:
 
     @property
     def log_file(self) -> Path:
-        """Broker stdout/stderr; its tail is quoted when a start fails."""
+        """Broker stdout/stderr, appended across restarts; quoted when a start fails."""
         return self.data_dir / "broker.log"
 
     @property

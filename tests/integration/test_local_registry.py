@@ -33,6 +33,7 @@ def test_registers_and_serves_avro_schema_then_stops() -> None:
         # A fresh client: the registering one caches id -> schema and would not ask the server.
         fetched = SchemaRegistryClient({"url": registry.url}).get_schema(schema_id)
         assert fetched.schema_type == "AVRO"
+        assert fetched.schema_str is not None
         assert json.loads(fetched.schema_str) == AVRO_SCHEMA
 
         pid = registry.pid

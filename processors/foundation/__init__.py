@@ -1,0 +1,1 @@
+"""Layer 1, foundation: provider-agnostic LLM execution with routing, caching, guardrails and budgets."""

@@ -1,0 +1,1 @@
+"""Layer 3, intelligence: retrieval-augmented generation and grounding checks."""

@@ -1,0 +1,1 @@
+"""Layer 4, observability: evaluation and alerting processors over the event log."""

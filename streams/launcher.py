@@ -1,0 +1,119 @@
+"""``python -m streams up``: the whole platform on one machine, each part in its own process.
+
+Starts a local Kafka broker unless ``KAFKA_BOOTSTRAP_SERVERS`` names one, creates the catalog's
+topics, then runs every processor and service of ``configs/platform.yaml`` and restarts any that
+dies. SIGTERM/Ctrl-C stops the children first, then the broker it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from confluent_kafka.admin import AdminClient
+from pydantic import BaseModel, ConfigDict, Field
+
+from streams.config import load_config
+from streams.local_kafka import LocalKafka
+from streams.settings import Settings
+from streams.topics import CONFIG_ROOT, ensure_topics
+from streams.wiring import topics_for
+
+__all__ = ["PlatformConfig", "run_platform"]
+
+_RESTART_BACKOFF_S = 2.0
+_CHECK_INTERVAL_S = 0.5
+_STOP_TIMEOUT_S = 30.0
+
+
+class _Service(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    module: str
+
+
+class PlatformConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    processors: list[str] = Field(default_factory=list)
+    services: list[_Service] = Field(default_factory=list)
+
+    def commands(self) -> dict[str, list[str]]:
+        """Each child's argv, by name."""
+        python = sys.executable
+        result = {s.name: [python, "-m", s.module] for s in self.services}
+        for target in self.processors:
+            result[target] = [python, "-m", "streams", "run", target]
+        return result
+
+
+@dataclass
+class _Child:
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = field(default=0.0)
+
+
+def run_platform(settings: Settings, data_dir: Path, kafka_port: int) -> int:
+    config = load_config(CONFIG_ROOT / "platform.yaml", PlatformConfig)
+    broker = None
+    bootstrap = settings.kafka_bootstrap_servers
+    if not bootstrap:
+        broker = LocalKafka(data_dir / "kafka", kafka_port)
+        broker.start()
+        bootstrap = broker.bootstrap_servers
+    try:
+        settings = settings.model_copy(update={"kafka_bootstrap_servers": bootstrap})
+        ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), topics_for(settings))
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+        children = {name: _Child(argv) for name, argv in config.commands().items()}
+        print(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}", flush=True)
+        _supervise(children, env)
+    finally:
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
+def _supervise(children: dict[str, _Child], env: dict[str, str]) -> None:
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while not stopping:
+            for name, child in children.items():
+                if child.process is None or child.process.poll() is not None:
+                    _start(name, child, env)
+            time.sleep(_CHECK_INTERVAL_S)
+    finally:
+        for child in children.values():
+            if child.process is not None and child.process.poll() is None:
+                child.process.terminate()
+        for child in children.values():
+            if child.process is not None:
+                try:
+                    child.process.wait(timeout=_STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    child.process.kill()
+
+
+def _start(name: str, child: _Child, env: dict[str, str]) -> None:
+    if child.process is not None:
+        code = child.process.returncode
+        if time.monotonic() - child.started_at < _RESTART_BACKOFF_S:
+            return  # crash-looping: wait for the backoff before the next try
+        child.restarts += 1
+        print(f"{name} exited with {code}; restart #{child.restarts}", file=sys.stderr, flush=True)
+    child.process = subprocess.Popen(child.argv, env=env)  # noqa: S603 - argv from our config
+    child.started_at = time.monotonic()
+    print(f"started {name} (pid {child.process.pid})", flush=True)
