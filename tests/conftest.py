@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from streams.local_kafka import LocalKafka
+from streams.local_registry import LocalSchemaRegistry
 from streams.topics import TopicCatalog, ensure_topics, load_topic_catalog
 
 
@@ -36,3 +37,14 @@ def topics(bootstrap: str) -> TopicCatalog:
     catalog = load_topic_catalog(prefix=f"t{uuid.uuid4().hex[:10]}.")
     ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), catalog)
     return catalog
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url() -> Iterator[str]:
+    """A real Confluent-compatible Schema Registry (SCHEMA_REGISTRY_URL, or a local Apicurio)."""
+    configured = os.environ.get("SCHEMA_REGISTRY_URL")
+    if configured:
+        yield configured
+        return
+    with LocalSchemaRegistry() as registry:
+        yield registry.url

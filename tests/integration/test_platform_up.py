@@ -1,0 +1,64 @@
+"""README's first command: the platform on embedded defaults, its own broker included."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.integration.processes import REPO
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_line(process: subprocess.Popen[bytes], needle: str, timeout_s: float) -> list[str]:
+    """Read the process's output until a line contains ``needle`` (event-driven, bounded)."""
+    assert process.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while not any(needle in line for line in seen):
+        remaining = deadline - time.monotonic()
+        assert remaining > 0 and process.poll() is None, "\n".join(seen[-40:])
+        if selector.select(remaining):
+            seen.append(process.stdout.readline().decode(errors="replace"))
+    return seen
+
+
+def test_up_runs_broker_topics_and_api_then_stops_cleanly(tmp_path: Path) -> None:
+    api_port, kafka_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    env.update({"API_GATEWAY_PORT": str(api_port), "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streams", "up", "--data-dir", str(tmp_path), "--kafka-port", str(kafka_port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        output = wait_for_line(process, "Uvicorn running on", 120)
+        assert f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{kafka_port}" in "".join(output)
+        base = f"http://127.0.0.1:{api_port}"
+        assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+        ready = httpx.get(f"{base}/readyz", timeout=10)
+        assert (ready.status_code, ready.json()["checks"]) == (200, {"kafka": "ok"})
+        assert "platform_" in httpx.get(f"{base}/metrics").text or ready.status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=90)
+    assert code == 0
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", kafka_port)) != 0, "the broker outlived the platform"
