@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import secrets
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,8 +50,8 @@ def sample_envelope(schema: MessageSchema, correlation_id: str = "run-1", n: int
 def chat_command(
     correlation_id: str, *, explode: bool = False, tenant: str = "tenant-a"
 ) -> Envelope:
-    """A minimal valid ``llm.chat.requested`` as the API would send it."""
-    return new_message(
+    """A minimal valid ``llm.chat.requested`` as the API would send it, in a trace of its own."""
+    command = new_message(
         "llm.chat.requested",
         {
             "messages": [{"role": "user", "content": f"hello {correlation_id}"}],
@@ -73,3 +75,4 @@ def chat_command(
         tenant_id=tenant,
         writer=WriterIdentity("tests", 5, "dev"),
     )
+    return replace(command, trace_id=secrets.token_hex(16), span_id=secrets.token_hex(8))

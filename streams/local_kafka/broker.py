@@ -7,34 +7,29 @@ crash recovery) on machines that have Java and Maven but no containers.
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
 import logging
-import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+
+from streams import local_jvm as jvm
 
 __all__ = ["LocalKafka", "LocalKafkaError", "cache_dir", "ensure_jars", "kafka_version"]
 
 _POM = Path(__file__).resolve().with_name("pom.xml")
 _LOG4J_CONFIG = _POM.with_name("log4j2.properties")
 _POM_VERSION = re.compile(r"<kafka\.version>\s*([^<\s]+)\s*</kafka\.version>")
-_HOST = "127.0.0.1"
-_FETCH_TIMEOUT_S = 900
+_HOST = jvm.LOOPBACK
 _FORMAT_TIMEOUT_S = 120
-_LOG_TAIL_LINES = 20
 _LOG_ERROR_LINES = 10
 
 log = logging.getLogger(__name__)
@@ -54,9 +49,7 @@ def kafka_version() -> str:
 
 def cache_dir() -> Path:
     """Jars live outside git and are shared by all checkouts; PLATFORM_CACHE_DIR moves them (CI)."""
-    root = os.environ.get("PLATFORM_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "llm-platform"
-    return base / f"kafka-{kafka_version()}"
+    return jvm.cache_root() / f"kafka-{kafka_version()}"
 
 
 def ensure_jars() -> Path:
@@ -67,15 +60,8 @@ def ensure_jars() -> Path:
     """
     home = cache_dir()
     libs = home / "libs"
-    marker = home / ".complete"
-    wanted = hashlib.sha256(_POM.read_bytes()).hexdigest()
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (libs.is_dir() and marker.is_file() and marker.read_text() == wanted):
-            marker.unlink(missing_ok=True)
-            _fetch(libs)
-            marker.write_text(wanted)
+    pom_hash = hashlib.sha256(_POM.read_bytes()).hexdigest()
+    jvm.fetch_once(home, pom_hash, libs, lambda: _fetch(libs))
     return libs
 
 
@@ -83,51 +69,20 @@ def _fetch(libs: Path) -> None:
     """Copy the runtime closure of pom.xml into a clean dir (stale jars would shadow new ones)."""
     shutil.rmtree(libs, ignore_errors=True)
     log.info("fetching Kafka %s jars into %s", kafka_version(), libs)
-    _run(
-        [
-            _tool("mvn"),
-            "-q",
-            "-B",
-            "-f",
-            str(_POM),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={libs}",
-            "-DincludeScope=runtime",
-        ],
-        timeout=_FETCH_TIMEOUT_S,
+    jvm.run_maven(
+        "-f",
+        str(_POM),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={libs}",
+        "-DincludeScope=runtime",
+        error=LocalKafkaError,
     )
-
-
-def _run(cmd: list[str], timeout: float) -> None:
-    """Run a helper command; on failure, show its output rather than just an exit code."""
-    result = subprocess.run(  # noqa: S603 - argv built in this module, no shell
-        cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if result.returncode != 0:
-        output = _tail(result.stdout + result.stderr)
-        raise LocalKafkaError(f"{' '.join(cmd)} failed with {result.returncode}:\n{output}")
-
-
-def _tool(name: str) -> str:
-    """Fail with a readable message instead of FileNotFoundError when a tool is not installed."""
-    path = shutil.which(name)
-    if path is None:
-        raise LocalKafkaError(f"{name!r} not found on PATH; the local Kafka broker needs it")
-    return path
-
-
-def _java() -> str:
-    """Honour JAVA_HOME as Kafka's own scripts do, else take java from PATH."""
-    home = os.environ.get("JAVA_HOME")
-    if home and (Path(home) / "bin" / "java").is_file():
-        return str(Path(home) / "bin" / "java")
-    return _tool("java")
 
 
 def _java_cmd(libs: Path, main_class: str, *args: str, heap: str) -> list[str]:
     """One JVM command line for both the storage tool and the broker, so they log alike."""
     return [
-        _java(),
+        jvm.find_java(LocalKafkaError),
         f"-Xmx{heap}",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={_LOG4J_CONFIG}",
@@ -140,27 +95,8 @@ def _java_cmd(libs: Path, main_class: str, *args: str, heap: str) -> list[str]:
     ]
 
 
-def _tail(text: str) -> str:
-    return "\n".join(text.splitlines()[-_LOG_TAIL_LINES:])
-
-
 def _is_error_line(line: str) -> bool:
     return "] ERROR " in line or "] FATAL " in line or line.startswith("Caused by:")
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ask the kernel for unused loopback ports, bound together so they differ.
-
-    There is a small window until the broker binds them; acceptable for a test broker.
-    """
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind((_HOST, 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _cluster_id() -> str:
@@ -226,15 +162,18 @@ def _format_storage(libs: Path, properties: Path, log_dir: Path) -> None:
         _cluster_id(),
         heap="256m",
     )
-    _run(cmd, timeout=_FORMAT_TIMEOUT_S)
+    jvm.run_checked(cmd, timeout=_FORMAT_TIMEOUT_S, error=LocalKafkaError)
 
 
-class LocalKafka:
+class LocalKafka(jvm.JvmService):
     """One broker process on loopback ports that stay fixed across restarts.
 
     Keeping the data dir and ports makes restart() look like a real broker bounce to clients:
     topics, messages and committed offsets survive, even after kill().
     """
+
+    _error = LocalKafkaError
+    _noun = "broker"
 
     def __init__(
         self,
@@ -249,25 +188,14 @@ class LocalKafka:
             self._tmp = tempfile.TemporaryDirectory(prefix="local-kafka-")
             data_dir = self._tmp.name
         self.data_dir = Path(data_dir).resolve()
-        free = _free_ports(2)
+        super().__init__(self.data_dir / "broker.log", heap=heap, start_timeout=start_timeout)
+        free = jvm.free_ports(2)
         self.port = port or free[0]
         self.controller_port = free[1]
-        self._heap = heap
-        self._start_timeout = start_timeout
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"{_HOST}:{self.port}"
-
-    @property
-    def log_file(self) -> Path:
-        """Broker stdout/stderr, appended across restarts; quoted when a start fails."""
-        return self.data_dir / "broker.log"
-
-    @property
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> None:
         """Launch the broker and return only once it answers metadata requests."""
@@ -279,23 +207,7 @@ class LocalKafka:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         properties.write_text(_server_properties(log_dir, self.port, self.controller_port))
         _format_storage(libs, properties, log_dir)
-        with open(self.log_file, "ab") as out:
-            self._proc = subprocess.Popen(  # noqa: S603 - argv built in this module, no shell
-                _java_cmd(libs, "kafka.Kafka", str(properties), heap=self._heap),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: Ctrl-C in a shell reaches us, not it
-            )
-        try:
-            self._wait_ready(self._proc)
-        except BaseException:
-            self.kill()
-            raise
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Graceful shutdown (SIGTERM: clean log close, fast next start); SIGKILL if it hangs."""
-        self._end(signal.SIGTERM, timeout)
+        self._launch(_java_cmd(libs, "kafka.Kafka", str(properties), heap=self._heap))
 
     def kill(self) -> None:
         """Simulate a crash: SIGKILL, no shutdown hooks, so the next start runs log recovery."""
@@ -306,29 +218,11 @@ class LocalKafka:
         self.stop()
         self.start()
 
-    def wait(self) -> int:
-        """Block until the broker exits on its own; returns its exit code."""
-        if self._proc is None:
-            raise LocalKafkaError("broker is not running")
-        return self._proc.wait()
-
     def close(self) -> None:
         """Stop the broker and delete the data dir if this object created it."""
         self.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
         """Poll with real metadata requests, bounded by start_timeout, failing fast on exit."""
@@ -349,22 +243,10 @@ class LocalKafka:
 
     def _start_error(self, reason: str) -> LocalKafkaError:
         """The cause is usually an ERROR line far above the shutdown noise, so quote both."""
-        text = self.log_file.read_text(errors="replace") if self.log_file.is_file() else ""
+        text = self._log_text()
         errors = [line for line in text.splitlines() if _is_error_line(line)]
         return LocalKafkaError(
             f"{reason}; first errors in {self.log_file}:\n"
             + "\n".join(errors[:_LOG_ERROR_LINES])
-            + f"\nlog ends with:\n{_tail(text)}"
+            + f"\nlog ends with:\n{jvm.tail(text)}"
         )
-
-    def _end(self, sig: signal.Signals, timeout: float) -> None:
-        """Signal only the process group this object started; SIGKILL it if sig is not enough."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()

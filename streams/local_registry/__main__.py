@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
-from types import FrameType
 
+from streams.local_jvm import serve
 from streams.local_registry.registry import LocalSchemaRegistry, ensure_registry_app
 
 
@@ -26,30 +24,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """Turn SIGTERM into KeyboardInterrupt so both take the same clean-stop path."""
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     if args.fetch_only:
         print(f"Apicurio Registry ready at {ensure_registry_app()}")
         return 0
-    configured = os.environ.get("SCHEMA_REGISTRY_URL")
-    if configured:
-        print(f"SCHEMA_REGISTRY_URL={configured} is set: using that registry, starting none.")
-        return 0
-    signal.signal(signal.SIGTERM, _interrupt)
-    with LocalSchemaRegistry(args.port, compatibility=args.compatibility) as registry:
-        print(f"SCHEMA_REGISTRY_URL={registry.url}", flush=True)
-        print(f"registry log: {registry.log_file}; Ctrl-C stops it", file=sys.stderr, flush=True)
-        try:
-            code = registry.wait()
-        except KeyboardInterrupt:
-            return 0
-    print(f"registry exited on its own with code {code}", file=sys.stderr)
-    return 1
+    return serve(
+        lambda: LocalSchemaRegistry(args.port, compatibility=args.compatibility),
+        noun="registry",
+        env_var="SCHEMA_REGISTRY_URL",
+        address=lambda registry: registry.url,
+    )
 
 
 if __name__ == "__main__":

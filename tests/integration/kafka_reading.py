@@ -17,6 +17,8 @@ class TopicReader:
     """Reads every partition of a topic from the beginning (read_committed), keeping
     the raw messages and, given a serde, the decoded envelopes."""
 
+    open_readers: list[TopicReader] = []  # closed after each test by tests/integration/conftest
+
     def __init__(self, bootstrap: str, topic: str, serde: AvroSerde | None = None) -> None:
         self._consumer = Consumer(
             {
@@ -31,6 +33,7 @@ class TopicReader:
         self._serde = serde
         self.messages: list[Message] = []
         self.envelopes: list[Envelope] = []
+        TopicReader.open_readers.append(self)
 
     def poll_until(
         self, done: Callable[[TopicReader], bool], timeout_s: float, what: str
@@ -50,7 +53,9 @@ class TopicReader:
         return [e for e in self.envelopes if e.message_type == message_type]
 
     def close(self) -> None:
-        self._consumer.close()
+        if self in TopicReader.open_readers:
+            TopicReader.open_readers.remove(self)
+            self._consumer.close()
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:

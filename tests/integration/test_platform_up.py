@@ -42,7 +42,16 @@ def test_up_runs_broker_topics_and_api_then_stops_cleanly(tmp_path: Path) -> Non
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     env.update({"API_GATEWAY_PORT": str(api_port), "PYTHONUNBUFFERED": "1"})
     process = subprocess.Popen(
-        [sys.executable, "-m", "streams", "up", "--data-dir", str(tmp_path), "--kafka-port", str(kafka_port)],
+        [
+            sys.executable,
+            "-m",
+            "streams",
+            "up",
+            "--data-dir",
+            str(tmp_path),
+            "--kafka-port",
+            str(kafka_port),
+        ],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -168,6 +168,13 @@ def test_chain_of_two_processes_survives_kill_9(
     duplicates = Counter(e.message_id for e in events.envelopes)
     print(f"duplicates after kill -9: {sum(n - 1 for n in duplicates.values())}")
 
+    # W3C trace context flows through both hops: every output continues its command's trace.
+    trace_of_run = {c.correlation_id: c.trace_id for c in commands}
+    for message, envelope in zip(events.messages, events.envelopes, strict=True):
+        assert envelope.trace_id == trace_of_run[envelope.correlation_id]
+        header = dict(message.headers())["traceparent"].decode()
+        assert header == f"00-{envelope.trace_id}-{envelope.span_id}-01"
+
 
 def _caught_up(reader: TopicReader, bootstrap: str) -> bool:
     topic = reader.messages[0].topic() if reader.messages else None
@@ -178,3 +185,31 @@ def _caught_up(reader: TopicReader, bootstrap: str) -> bool:
     for message in reader.messages:
         seen[message.partition()] = max(seen.get(message.partition(), -1), message.offset())
     return all(seen.get(p, -1) + 1 >= end for p, end in ends.items() if end > 0)
+
+
+def test_exactly_once_processor_has_no_duplicates_after_kill_9(
+    bootstrap: str, topics: TopicCatalog, tmp_path: Path
+) -> None:
+    """Outputs and offsets commit in one transaction: after a SIGKILL and a restart with the
+    same transactional id, a read_committed consumer sees every output exactly once."""
+    group, target = f"eos-{uuid.uuid4().hex}", "tests.integration.chain:STAGE_A_EXACTLY_ONCE"
+    txn = ("--transactional-id", f"{group}-0")
+    commands = [chat_command(f"run-{i:05d}") for i in range(5_000)]
+    process = start_processor(target, bootstrap, topics, group, tmp_path / "1.log", *txn)
+    try:
+        send_commands(bootstrap, topics, commands)
+        events = TopicReader(bootstrap, topics.topic_for("llm.request.started"), SERDE)
+        events.poll_until(lambda r: len(r.envelopes) >= 1_000, 120, "1,000 started events")
+        process.kill()
+        process.wait(timeout=30)
+        assert len(events.envelopes) < 5_000, "killed too late to test anything"
+        process = start_processor(target, bootstrap, topics, group, tmp_path / "2.log", *txn)
+        events.poll_until(
+            lambda r: len({e.correlation_id for e in r.envelopes}) >= 5_000, 240, "every run"
+        )
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    ids = Counter(e.message_id for e in events.envelopes)
+    assert len(events.envelopes) == 5_000
+    assert max(ids.values()) == 1
