@@ -1,1 +1,1 @@
-"""Layer 1, foundation: provider-agnostic LLM execution with routing, caching, guardrails and budgets."""
+"""Layer 1, foundation: provider-agnostic LLM calls with routing, caching, guardrails, budgets."""
