@@ -18,7 +18,7 @@ class TopicReader:
     """Reads every partition of a topic from the beginning (read_committed), keeping
     the raw messages and, given a serde, the decoded envelopes."""
 
-    open_readers: ClassVar[list[TopicReader]] = []  # closed after each test by tests/integration/conftest
+    open_readers: ClassVar[list[TopicReader]] = []  # closed after each test (conftest)
 
     def __init__(self, bootstrap: str, topic: str, serde: AvroSerde | None = None) -> None:
         self._consumer = Consumer(
