@@ -29,6 +29,7 @@ class TopicReader:
                 "isolation.level": "read_committed",
             }
         )
+        self.topic = topic
         partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
         self._consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         self._serde = serde

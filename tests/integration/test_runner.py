@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
+import subprocess
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -22,7 +26,7 @@ from streams.topics import TopicCatalog
 from tests.factories import chat_command
 from tests.integration.chain import STAGE_A
 from tests.integration.kafka_reading import TopicReader, committed_offsets, end_offsets
-from tests.integration.processes import start_processor
+from tests.integration.processes import REPO, start_processor
 
 CATALOG = default_catalog()
 SERDE = AvroSerde(CATALOG, SingleObjectFraming(CATALOG))
@@ -86,6 +90,29 @@ def test_poison_messages_are_dead_lettered_and_the_rest_processed(
         assert int(headers["dlq.source_offset"]) >= 0
     original = next(m for m in dead_letters if m.key() == b"garbage")
     assert original.value() == b"\x00\x01 not avro at all"
+
+    # The CLI lists them and re-drives one to its source, where it is dead-lettered again.
+    listed = [json.loads(line) for line in _cli(bootstrap, "dlq-list", dead.topic).splitlines()]
+    assert sorted(e["error"].split(":")[0] for e in listed) == [
+        "DecodeError",
+        "DecodeError",
+        "Explosion",
+    ]
+    assert {e["source_topic"] for e in listed} == {command_topic}
+    garbage = original.offset()
+    assert json.loads(_cli(bootstrap, "dlq-redrive", dead.topic, "--offset", str(garbage))) == {
+        "redriven": 1
+    }
+    dead.poll_until(lambda r: len(r.messages) >= 4, 60, "the re-driven message dead-lettered again")
+    assert dead.messages[3].value() == original.value()
+
+
+def _cli(bootstrap: str, *args: str) -> str:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    result = subprocess.run(
+        [sys.executable, "-m", "streams", *args], env=env, cwd=REPO, capture_output=True, check=True
+    )
+    return result.stdout.decode()
 
 
 def test_sigterm_finishes_commits_and_exits_zero(
