@@ -77,9 +77,10 @@ def main() -> None:
     print(f"serde: encode {encode_us:.1f} us, decode {decode_us:.1f} us ({len(data)} bytes)")
 
     with ExitStack() as stack:
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(
-            LocalKafka()
-        ).bootstrap_servers
+        bootstrap = (
+            os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+            or stack.enter_context(LocalKafka()).bootstrap_servers
+        )
         topics = load_topic_catalog(prefix=f"bench{uuid.uuid4().hex[:8]}.")
         ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), topics)
 
@@ -105,7 +106,8 @@ def main() -> None:
         runner.stop()
         thread.join()
         print(
-            f"processor (one process, in order per partition): {args.messages / elapsed:,.0f} msg/s "
+            f"processor (one process, in order per partition): {args.messages / elapsed:,.0f}"
+            " msg/s "
             f"consumed, handled, produced and committed ({elapsed:.1f} s incl. group join)"
         )
 
