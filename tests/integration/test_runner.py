@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ from streams.runner import ProcessorRunner, RunnerOptions
 from streams.serde import AvroSerde, SingleObjectFraming
 from streams.topics import TopicCatalog
 from tests.factories import chat_command
-from tests.integration.chain import STAGE_A
+from tests.integration.chain import STAGE_A, start_request
 from tests.integration.kafka_reading import TopicReader, committed_offsets, end_offsets
 from tests.integration.processes import REPO, start_processor
 
@@ -240,3 +241,41 @@ def test_exactly_once_processor_has_no_duplicates_after_kill_9(
     ids = Counter(e.message_id for e in events.envelopes)
     assert len(events.envelopes) == 5_000
     assert max(ids.values()) == 1
+
+
+def test_async_handler_overlaps_work_within_the_partition_bound(
+    bootstrap: str, topics: TopicCatalog
+) -> None:
+    """Slow I/O (simulated provider latency) overlaps up to the per-partition bound; every input
+    still gets its output and, after stop, the group has committed everything."""
+    bound, in_flight, peak = 4, [0], [0]
+
+    async def slow_start(command: Envelope) -> list[Envelope]:
+        in_flight[0] += 1
+        peak[0] = max(peak[0], in_flight[0])
+        await asyncio.sleep(0.02)  # the handler's own simulated I/O, not test synchronisation
+        in_flight[0] -= 1
+        return start_request(command)
+
+    processor = dataclasses.replace(STAGE_A, handler=slow_start, max_in_flight_per_partition=bound)
+    group = f"g-{uuid.uuid4().hex}"
+    runner = ProcessorRunner(
+        processor, bootstrap, SERDE, topics, "dev", RunnerOptions(group_id=group)
+    )
+    # one key, so one partition: the bound applies to all of them
+    commands = [chat_command("same-key") for _ in range(300)]
+    send_commands(bootstrap, topics, commands)
+    thread = threading.Thread(target=lambda: asyncio.run(runner.run_async()))
+    thread.start()
+    try:
+        events = TopicReader(bootstrap, topics.topic_for("llm.request.started"), SERDE)
+        events.poll_until(lambda r: len(r.envelopes) >= 300, 60, "300 started events")
+    finally:
+        runner.stop()
+        thread.join(timeout=60)
+    assert {e.causation_id for e in events.envelopes} == {c.message_id for c in commands}
+    assert 1 < peak[0] <= bound
+    command_topic = topics.topic_for("llm.chat.requested")
+    assert committed_offsets(bootstrap, group, command_topic) == {
+        p: end for p, end in end_offsets(bootstrap, command_topic).items() if end > 0
+    }
