@@ -3,6 +3,8 @@ which becomes ``llm.request.completed`` (stage B). Run with ``python -m streams 
 
 from __future__ import annotations
 
+import asyncio
+
 from streams.envelope import Envelope
 from streams.runner import Processor
 
@@ -59,4 +61,19 @@ STAGE_A = Processor("chain-a", 1, frozenset({"llm.chat.requested"}), start_reque
 STAGE_B = Processor("chain-b", 4, frozenset({"llm.request.started"}), complete_request)
 STAGE_A_EXACTLY_ONCE = Processor(
     "chain-a-eos", 1, frozenset({"llm.chat.requested"}), start_request, exactly_once=True
+)
+
+
+async def start_request_slowly(command: Envelope) -> list[Envelope]:
+    """Stage A with 10 ms of simulated I/O, so rebalances happen while work is in flight."""
+    await asyncio.sleep(0.01)
+    return start_request(command)
+
+
+SLOW_STAGE_A = Processor(
+    "chain-a-slow",
+    1,
+    frozenset({"llm.chat.requested"}),
+    start_request_slowly,
+    max_in_flight_per_partition=2,
 )

@@ -279,3 +279,36 @@ def test_async_handler_overlaps_work_within_the_partition_bound(
     assert committed_offsets(bootstrap, group, command_topic) == {
         p: end for p, end in end_offsets(bootstrap, command_topic).items() if end > 0
     }
+
+
+def test_rebalances_while_scaling_out_and_in_lose_nothing(
+    bootstrap: str, topics: TopicCatalog, tmp_path: Path
+) -> None:
+    """A second replica joins mid-stream, then the first leaves (SIGTERM) mid-stream: two
+    rebalances under load. Every command still gets its output, with no distinct duplicates."""
+    group, target = f"g-{uuid.uuid4().hex}", "tests.integration.chain:SLOW_STAGE_A"
+    commands = [chat_command(f"run-{i:05d}") for i in range(6_000)]
+    first = start_processor(target, bootstrap, topics, group, tmp_path / "1.log")
+    second = None
+    try:
+        send_commands(bootstrap, topics, commands)
+        events = TopicReader(bootstrap, topics.topic_for("llm.request.started"), SERDE)
+        events.poll_until(lambda r: len(r.envelopes) >= 1_000, 120, "1,000 started events")
+        second = start_processor(target, bootstrap, topics, group, tmp_path / "2.log")
+        events.poll_until(lambda r: len(r.envelopes) >= 3_000, 120, "3,000 started events")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=60) == 0
+        events.poll_until(
+            lambda r: len({e.correlation_id for e in r.envelopes}) >= 6_000, 180, "every run"
+        )
+    finally:
+        for process in (first, second):
+            if process is not None:
+                process.kill()
+                process.wait(timeout=30)
+    ids_by_run: dict[str, set[str]] = {}
+    for envelope in events.envelopes:
+        ids_by_run.setdefault(envelope.correlation_id, set()).add(envelope.message_id)
+    assert len(ids_by_run) == 6_000
+    assert all(len(ids) == 1 for ids in ids_by_run.values())
+    assert "assigned [(" in (tmp_path / "2.log").read_text(), "the second replica got no work"
