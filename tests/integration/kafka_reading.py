@@ -82,3 +82,9 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         }
     finally:
         consumer.close()
+
+
+def assert_all_committed(bootstrap: str, group: str, topic: str) -> None:
+    """The group's commits reach the end of every non-empty partition of ``topic``."""
+    ends = {p: end for p, end in end_offsets(bootstrap, topic).items() if end > 0}
+    assert committed_offsets(bootstrap, group, topic) == ends

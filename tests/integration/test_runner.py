@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,12 @@ from streams.serde import AvroSerde, SingleObjectFraming
 from streams.topics import TopicCatalog
 from tests.factories import chat_command
 from tests.integration.chain import STAGE_A, start_request
-from tests.integration.kafka_reading import TopicReader, committed_offsets, end_offsets
+from tests.integration.kafka_reading import (
+    TopicReader,
+    assert_all_committed,
+    committed_offsets,
+    end_offsets,
+)
 from tests.integration.processes import REPO, start_processor
 
 CATALOG = default_catalog()
@@ -51,11 +57,20 @@ def in_process_runner(bootstrap: str, topics: TopicCatalog) -> Iterator[Processo
         "dev",
         RunnerOptions(group_id=f"g-{uuid.uuid4().hex}", retry_backoff_s=0.01),
     )
+    with running(runner):
+        yield runner
+
+
+@contextmanager
+def running(runner: ProcessorRunner) -> Iterator[None]:
+    """The runner on a thread of this process; stopped (drain, commit) on exit."""
     thread = threading.Thread(target=lambda: asyncio.run(runner.run_async()))
     thread.start()
-    yield runner
-    runner.stop()
-    thread.join(timeout=60)
+    try:
+        yield
+    finally:
+        runner.stop()
+        thread.join(timeout=60)
     assert not thread.is_alive()
 
 
@@ -129,10 +144,7 @@ def test_sigterm_finishes_commits_and_exits_zero(
     events.poll_until(lambda r: len(r.envelopes) >= 500, 60, "500 started events")
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0, (tmp_path / "a.log").read_text()[-3000:]
-    command_topic = topics.topic_for("llm.chat.requested")
-    assert committed_offsets(bootstrap, group, command_topic) == {
-        p: end for p, end in end_offsets(bootstrap, command_topic).items() if end > 0
-    }
+    assert_all_committed(bootstrap, group, topics.topic_for("llm.chat.requested"))
 
 
 def test_chain_of_two_processes_survives_kill_9(
@@ -265,20 +277,12 @@ def test_async_handler_overlaps_work_within_the_partition_bound(
     # one key, so one partition: the bound applies to all of them
     commands = [chat_command("same-key") for _ in range(300)]
     send_commands(bootstrap, topics, commands)
-    thread = threading.Thread(target=lambda: asyncio.run(runner.run_async()))
-    thread.start()
-    try:
+    with running(runner):
         events = TopicReader(bootstrap, topics.topic_for("llm.request.started"), SERDE)
         events.poll_until(lambda r: len(r.envelopes) >= 300, 60, "300 started events")
-    finally:
-        runner.stop()
-        thread.join(timeout=60)
     assert {e.causation_id for e in events.envelopes} == {c.message_id for c in commands}
     assert 1 < peak[0] <= bound
-    command_topic = topics.topic_for("llm.chat.requested")
-    assert committed_offsets(bootstrap, group, command_topic) == {
-        p: end for p, end in end_offsets(bootstrap, command_topic).items() if end > 0
-    }
+    assert_all_committed(bootstrap, group, topics.topic_for("llm.chat.requested"))
 
 
 def test_rebalances_while_scaling_out_and_in_lose_nothing(
