@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["ConfigError", "ConfigProblem", "load_config"]
+__all__ = ["ConfigError", "ConfigProblem", "load_config", "problem_at"]
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -57,6 +57,13 @@ def load_config(path: Path, model: type[Model]) -> Model:
             for error in exc.errors()
         ]
         raise ConfigError(problems) from exc
+
+
+def problem_at(path: Path, loc: tuple[str | int, ...], message: str) -> ConfigProblem:
+    """A problem found after validation (a cross-file reference, say), located in ``path``."""
+    root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    field = ".".join(str(part) for part in loc)
+    return ConfigProblem(str(path), _line_of(root, loc), field, message)
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:

@@ -48,13 +48,19 @@ def sample_envelope(schema: MessageSchema, correlation_id: str = "run-1", n: int
 
 
 def chat_command(
-    correlation_id: str, *, explode: bool = False, tenant: str = "tenant-a"
+    correlation_id: str,
+    *,
+    explode: bool = False,
+    tenant: str = "tenant-a",
+    content: str | None = None,
+    **payload: Any,
 ) -> Envelope:
-    """A minimal valid ``llm.chat.requested`` as the API would send it, in a trace of its own."""
+    """A valid ``llm.chat.requested`` as the API would send it, in a trace of its own;
+    ``payload`` overrides fields (``max_tokens=20``, ``cache="bypass"``, ...)."""
     command = new_message(
         "llm.chat.requested",
         {
-            "messages": [{"role": "user", "content": f"hello {correlation_id}"}],
+            "messages": [{"role": "user", "content": content or f"hello {correlation_id}"}],
             "mode": "direct",
             "stop": [],
             "stream": False,
@@ -70,6 +76,7 @@ def chat_command(
             "budget": None,
             "idempotency_key": None,
             "deadline": None,
+            **payload,
         },
         correlation_id=correlation_id,
         tenant_id=tenant,

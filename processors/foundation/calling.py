@@ -1,0 +1,281 @@
+"""The reliable call: candidates in strategy order, retries with backoff on retryable failures,
+fallback to the next target, circuit breakers shared by all replicas, every step an event."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from processors.foundation.config import BreakerSettings, Route, RouteTarget
+from processors.foundation.providers import (
+    ChatRequest,
+    ChatResult,
+    FailureKind,
+    Provider,
+    ProviderError,
+    Usage,
+)
+from processors.foundation.router import (
+    Candidate,
+    LatencyTracker,
+    backoff_s,
+    plan_candidates,
+    target_key,
+)
+from processors.foundation.run import RunRecord
+from processors.foundation.stores import CircuitBreakerStore, StoreUnavailable
+from streams.errors import ErrorCode, PlatformError
+
+__all__ = ["CallOutcome", "ReliableCaller"]
+
+_KIND_TO_CODE = {
+    FailureKind.TIMEOUT: ErrorCode.PROVIDER_TIMEOUT,
+    FailureKind.RATE_LIMITED: ErrorCode.RATE_LIMITED,
+    FailureKind.CLIENT_ERROR: ErrorCode.INVALID_REQUEST,
+}
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    result: ChatResult
+    target: RouteTarget
+    fallback_used: bool
+
+
+class ReliableCaller:
+    def __init__(
+        self,
+        breakers: CircuitBreakerStore,
+        latency: LatencyTracker,
+        wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._breakers = breakers
+        self._latency = latency
+        self._wall_clock = wall_clock
+        self._sleep = sleep
+
+    async def call(
+        self,
+        run: RunRecord,
+        route: Route,
+        providers: Mapping[str, Provider],
+        timeouts_s: Mapping[str, float],
+        request_for: Callable[[str], ChatRequest],
+        stream: bool,
+        deadline: float,
+        breaker: BreakerSettings,
+    ) -> CallOutcome:
+        """Try candidates until one answers; raise ``PlatformError`` with the mapped code."""
+        rng = random.Random(run.command.message_id)  # noqa: S311 - jitter, not secrets
+        candidates = plan_candidates(route, rng, self._latency.snapshot(), frozenset(providers))
+        skipped: dict[str, str] = {}
+        failures: list[ProviderError] = []
+        tried: list[RouteTarget] = []
+        for candidate in candidates:
+            if not candidate.eligible:
+                continue
+            key = target_key(candidate.target)
+            for retry in range(route.retry.max_attempts):
+                if not await self._admitted(key, breaker):
+                    skipped[key] = "breaker_open"  # opened by us or another replica
+                    break
+                if retry == 0:
+                    if tried:
+                        reason = failures[-1].kind.value if failures else "breaker_open"
+                        run.emit(
+                            "router.fallback.triggered",
+                            _fallback(tried[-1], candidate.target, reason),
+                        )
+                    tried.append(candidate.target)
+                run.attempts += 1
+                run.emit(
+                    "router.decision.made",
+                    _decision(
+                        route, candidates, skipped, candidate, run.attempts, len(tried), retry
+                    ),
+                )
+                remaining = deadline - self._wall_clock()
+                if remaining <= 0:
+                    raise PlatformError(
+                        ErrorCode.DEADLINE_EXCEEDED, "deadline passed before the call"
+                    )
+                provider = providers[candidate.target.provider]
+                timeout = min(
+                    timeouts_s[candidate.target.provider], remaining, _constraint_s(route)
+                )
+                started = self._wall_clock()
+                try:
+                    result = await _invoke(
+                        provider, request_for(candidate.target.model), stream, timeout
+                    )
+                except ProviderError as error:
+                    failures.append(error)
+                    await self._record(run, key, candidate.target, False, breaker)
+                    run.emit(
+                        "llm.attempt.failed",
+                        _attempt_failed(
+                            candidate.target, run.attempts, error, started, self._wall_clock()
+                        ),
+                    )
+                    if not error.retryable or retry + 1 == route.retry.max_attempts:
+                        break
+                    delay = backoff_s(
+                        retry + 1,
+                        route.retry.base_delay_ms,
+                        route.retry.max_delay_ms,
+                        rng,
+                        error.retry_after_s,
+                    )
+                    if self._wall_clock() + delay >= deadline:
+                        break
+                    await self._sleep(delay)
+                    continue
+                await self._record(run, key, candidate.target, True, breaker)
+                self._latency.observe(key, result.latency_ms)
+                first_choice = candidates[0].target
+                return CallOutcome(result, candidate.target, candidate.target != first_choice)
+        raise _final_error(tried, failures, skipped)
+
+    async def _admitted(self, key: str, breaker: BreakerSettings) -> bool:
+        try:
+            permit = await self._breakers.acquire(key, breaker, self._wall_clock())
+        except StoreUnavailable:
+            return True  # breakers fail open: a shared-state outage must not stop all traffic
+        return permit.allowed
+
+    async def _record(
+        self, run: RunRecord, key: str, target: RouteTarget, success: bool, breaker: BreakerSettings
+    ) -> None:
+        try:
+            transition = await self._breakers.record(key, success, breaker, self._wall_clock())
+        except StoreUnavailable:
+            return
+        if transition is not None:
+            run.emit(
+                "breaker.state.changed",
+                {
+                    "provider": target.provider,
+                    "model": target.model,
+                    "from_state": transition.from_state,
+                    "to_state": transition.to_state,
+                    "failures": transition.failures,
+                },
+            )
+
+
+async def _invoke(
+    provider: Provider, request: ChatRequest, stream: bool, timeout_s: float
+) -> ChatResult:
+    """A hard bound on the call even if an adapter misbehaves; streaming is aggregated here."""
+    try:
+        if not stream:
+            return await asyncio.wait_for(provider.complete(request, timeout_s), timeout_s + 0.5)
+        return await asyncio.wait_for(_collect(provider, request, timeout_s), timeout_s + 0.5)
+    except TimeoutError:
+        raise ProviderError(FailureKind.TIMEOUT, f"no answer within {timeout_s:.1f}s") from None
+
+
+async def _collect(provider: Provider, request: ChatRequest, timeout_s: float) -> ChatResult:
+    started = time.monotonic()
+    first: float | None = None
+    text: list[str] = []
+    tool_calls = None
+    finish_reason = None
+    usage = None
+    async for delta in provider.stream(request, timeout_s):
+        if first is None:
+            first = time.monotonic()
+        text.append(delta.text or "")
+        tool_calls = delta.tool_calls or tool_calls
+        finish_reason = delta.finish_reason or finish_reason
+        usage = delta.usage or usage
+    elapsed = int((time.monotonic() - started) * 1000)
+    return ChatResult(
+        text="".join(text) or None,
+        tool_calls=tool_calls,
+        finish_reason=finish_reason,
+        usage=usage or Usage(0, 0, reported_by_provider=False),
+        latency_ms=elapsed,
+        time_to_first_token_ms=int((first - started) * 1000) if first is not None else None,
+    )
+
+
+def _constraint_s(route: Route) -> float:
+    limit = route.constraints.max_latency_ms
+    return limit / 1000 if limit is not None else float("inf")
+
+
+def _final_error(
+    tried: list[RouteTarget], failures: list[ProviderError], skipped: dict[str, str]
+) -> PlatformError:
+    if not tried:
+        reasons = ", ".join(f"{k}: {v}" for k, v in skipped.items()) or "no eligible target"
+        return PlatformError(ErrorCode.ALL_ROUTES_FAILED, f"no target available ({reasons})")
+    last = failures[-1]
+    if len(tried) == 1:
+        code = _KIND_TO_CODE.get(last.kind, ErrorCode.PROVIDER_ERROR)
+        return PlatformError(code, f"{target_key(tried[0])}: {last.detail}")
+    return PlatformError(
+        ErrorCode.ALL_ROUTES_FAILED,
+        f"{len(tried)} targets failed; last {target_key(tried[-1])}: {last.kind.value}",
+    )
+
+
+def _fallback(previous: RouteTarget, target: RouteTarget, reason: str) -> dict[str, object]:
+    return {
+        "from_provider": previous.provider,
+        "from_model": previous.model,
+        "to_provider": target.provider,
+        "to_model": target.model,
+        "reason": reason,
+    }
+
+
+def _decision(
+    route: Route,
+    candidates: list[Candidate],
+    skipped: dict[str, str],
+    chosen: Candidate,
+    attempt: int,
+    position: int,
+    retry: int,
+) -> dict[str, object]:
+    reason = "retry" if retry else ("primary" if position == 1 else "fallback")
+    return {
+        "route_id": route.id,
+        "strategy": route.strategy,
+        "candidates": [
+            {
+                "provider": c.target.provider,
+                "model": c.target.model,
+                "eligible": c.eligible and target_key(c.target) not in skipped,
+                "skip_reason": c.skip_reason or skipped.get(target_key(c.target)),
+            }
+            for c in candidates
+        ],
+        "chosen_provider": chosen.target.provider,
+        "chosen_model": chosen.target.model,
+        "reason": reason,
+        "attempt": attempt,
+    }
+
+
+def _attempt_failed(
+    target: RouteTarget, attempt: int, error: ProviderError, started: float, now: float
+) -> dict[str, object]:
+    return {
+        "provider": target.provider,
+        "model": target.model,
+        "attempt": attempt,
+        "failure_kind": error.kind.value,
+        "status": error.status,
+        "latency_ms": int((now - started) * 1000),
+        "retry_after_ms": int(error.retry_after_s * 1000)
+        if error.retry_after_s is not None
+        else None,
+        "detail": error.detail[:500],
+    }

@@ -1,0 +1,405 @@
+"""The foundation handler: one ``llm.chat.requested`` in, its decisions and exactly one terminal
+event out. Guard input -> route -> cache -> reserve budget -> call (retries, fallbacks,
+breakers) -> guard output -> settle budget -> cache the answer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from processors.foundation.calling import CallOutcome, ReliableCaller
+from processors.foundation.config import FoundationConfig, GuardrailPolicy, Route, TenantBudget
+from processors.foundation.guardrails import GuardrailOutcome, Violation, check_input, check_output
+from processors.foundation.live_config import LiveConfig
+from processors.foundation.provider_pool import ProviderPool
+from processors.foundation.providers import ChatMessage, ChatResult, Usage, cost_usd, count_tokens
+from processors.foundation.request import ParsedRequest, exact_cache_key, parse_request
+from processors.foundation.run import RunRecord
+from processors.foundation.stores import BudgetRejection, Reservation, Stores, StoreUnavailable
+from streams.envelope import Envelope
+from streams.errors import ErrorCode, PlatformError
+
+__all__ = ["ChatPipeline"]
+
+log = logging.getLogger(__name__)
+DEFAULT_TIMEOUT_S = 60.0
+RESULT_TTL_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class _Admission:
+    route: Route
+    reservation: Reservation | None
+    degraded: bool
+
+
+class ChatPipeline:
+    """Stateless across messages: everything a run needs comes from the command, the config
+    and the shared stores, so any replica can serve any command."""
+
+    def __init__(
+        self,
+        config: LiveConfig,
+        stores: Stores,
+        providers: ProviderPool,
+        caller: ReliableCaller,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._stores = stores
+        self._providers = providers
+        self._caller = caller
+        self._wall_clock = wall_clock
+
+    async def handle(self, command: Envelope) -> list[Envelope]:
+        recorded = await self._recorded_outputs(command)
+        if recorded is not None:
+            return recorded  # reprocessed after a crash: same outcome, no second provider bill
+        run = RunRecord(command)
+        payload = command.payload
+        run.emit(
+            "llm.request.started",
+            {
+                "model": payload.get("model"),
+                "mode": str(payload["mode"]),
+                "message_count": len(payload["messages"]),
+                "stream": bool(payload.get("stream")),
+            },
+        )
+        try:
+            await self._serve(run, self._config.current())
+        except PlatformError as error:
+            self._fail(run, error)
+        except Exception:
+            log.exception(
+                "foundation pipeline bug", extra={"correlation_id": command.correlation_id}
+            )
+            self._fail(run, PlatformError(ErrorCode.INTERNAL, "internal error"))
+        await self._record_outputs(command, run.outputs)
+        return run.outputs
+
+    async def _serve(self, run: RunRecord, config: FoundationConfig) -> None:
+        command = run.command
+        request = parse_request(command.payload, command.timestamp, DEFAULT_TIMEOUT_S)
+        deadline = (request.deadline or datetime.now(UTC)).timestamp()
+        policy_name, policy = _policy(config, command.tenant_id)
+        budget = config.budgets.budget_for(command.tenant_id)
+        if budget is None:
+            raise PlatformError(
+                ErrorCode.UNKNOWN_TENANT, f"no budget for tenant {command.tenant_id!r}"
+            )
+        guarded = check_input(request.chat.messages, request.model_hint, policy, policy_name)
+        flags = self._emit_violations(run, guarded)
+        if guarded.blocked:
+            raise PlatformError(ErrorCode.GUARDRAIL_BLOCKED, f"blocked by {guarded.blocked_by}")
+        messages = guarded.messages
+        route = config.routing.route_for(request.mode, command.tenant_id, request.model_hint)
+        if route is None:
+            raise PlatformError(ErrorCode.NO_ROUTE, f"no route for mode {request.mode!r}")
+        cache_key = exact_cache_key(
+            command.tenant_id,
+            route.id,
+            request.model_hint,
+            replace(request.chat, messages=messages),
+        )
+        if await self._served_from_cache(run, route, request, cache_key, flags):
+            return
+        admission = await self._admit(run, config, route, budget, request, messages)
+        try:
+            outcome = await self._caller.call(
+                run,
+                admission.route,
+                self._providers.for_config(config),
+                self._providers.timeouts(config),
+                lambda model: request.for_target(model, messages),
+                request.stream,
+                deadline,
+                config.routing.breaker,
+            )
+        except PlatformError:
+            await self._release(admission.reservation)
+            raise
+        usage = _usage(outcome, messages)
+        cost = cost_usd(_price(config, outcome), usage)
+        await self._settle(admission.reservation, usage, cost)
+        answer = check_output(outcome.result.text or "", policy, policy_name)
+        flags += self._emit_violations(run, answer)
+        if answer.blocked:
+            raise PlatformError(
+                ErrorCode.GUARDRAIL_BLOCKED, f"answer blocked by {answer.blocked_by}"
+            )
+        completed = _completed(run, outcome, usage, cost, answer.text, flags, admission.degraded)
+        if route.cache.exact and not request.bypass_cache:
+            await self._cache_put(cache_key, completed, route.cache.ttl_s)
+        run.emit("llm.request.completed", completed)
+
+    async def _served_from_cache(
+        self, run: RunRecord, route: Route, request: ParsedRequest, key: str, flags: list[str]
+    ) -> bool:
+        if not route.cache.exact or request.bypass_cache:
+            run.emit("cache.lookup.completed", _cache_event("bypass", key))
+            return False
+        try:
+            cached = await self._stores.cache.get(key)
+        except StoreUnavailable:
+            run.emit("cache.lookup.completed", _cache_event("error", key))  # fail open
+            return False
+        if cached is None:
+            run.emit("cache.lookup.completed", _cache_event("miss", key))
+            return False
+        answer = json.loads(cached)
+        saved = answer["cost_usd"]
+        run.emit("cache.lookup.completed", {**_cache_event("hit", key), "saved_cost_usd": saved})
+        run.emit(
+            "llm.request.completed",
+            {
+                **answer,
+                "latency_ms": run.elapsed_ms(),
+                "cost_usd": 0.0,
+                "cache_hit": True,
+                "saved_cost_usd": saved,
+                "fallback_used": False,
+                "attempts": 0,
+                "safety_flags": flags,
+            },
+        )
+        return True
+
+    async def _admit(
+        self,
+        run: RunRecord,
+        config: FoundationConfig,
+        route: Route,
+        budget: TenantBudget,
+        request: ParsedRequest,
+        messages: list[ChatMessage],
+    ) -> _Admission:
+        primary = route.policy.primary
+        prompt_tokens = count_tokens(primary.model, messages)
+        tokens = prompt_tokens + request.expected_completion_tokens()
+        price = config.providers.providers[primary.provider].models.get(primary.model)
+        cost = cost_usd(price, Usage(prompt_tokens, request.expected_completion_tokens(), False))
+        _check_request_caps(request, tokens, cost)
+        tenant = run.command.tenant_id
+        try:
+            decision = await self._stores.budgets.reserve(
+                tenant, tokens, cost, budget, self._wall_clock()
+            )
+        except StoreUnavailable:
+            fail_open = config.budgets.on_store_unavailable == "fail_open"
+            run.emit(
+                "budget.check.completed",
+                _budget_event("error", tokens, cost, reason="budget store unavailable"),
+            )
+            if fail_open:
+                return _Admission(route, None, degraded=False)
+            raise PlatformError(
+                ErrorCode.DEPENDENCY_UNAVAILABLE, "budget store unavailable"
+            ) from None
+        if isinstance(decision, BudgetRejection):
+            reason = f"{decision.limit} limit reached"
+            if budget.on_exceeded == "degrade" and budget.degrade_route is not None:
+                degraded = config.routing.route_by_id(budget.degrade_route)
+                if degraded is not None and degraded.id != route.id:
+                    run.emit(
+                        "budget.check.completed",
+                        _budget_event("degraded", tokens, cost, decision.limit, reason),
+                    )
+                    return _Admission(degraded, None, degraded=True)
+            run.emit(
+                "budget.check.completed",
+                _budget_event("rejected", tokens, cost, decision.limit, reason),
+            )
+            raise PlatformError(ErrorCode.BUDGET_EXCEEDED, reason)
+        run.emit(
+            "budget.check.completed",
+            {
+                **_budget_event("admitted", tokens, cost, decision.window),
+                "remaining_tokens": decision.remaining_tokens,
+                "remaining_cost_usd": decision.remaining_cost_usd,
+            },
+        )
+        return _Admission(route, decision, degraded=False)
+
+    async def _settle(self, reservation: Reservation | None, usage: Usage, cost: float) -> None:
+        if reservation is None:
+            return
+        try:
+            await self._stores.budgets.settle(reservation, usage.total_tokens, cost)
+        except StoreUnavailable:
+            log.warning("budget settle lost: store unavailable (the reservation stays counted)")
+
+    async def _release(self, reservation: Reservation | None) -> None:
+        if reservation is None:
+            return
+        try:
+            await self._stores.budgets.release(reservation)
+        except StoreUnavailable:
+            log.warning("budget release lost: store unavailable")
+
+    async def _cache_put(self, key: str, completed: dict[str, Any], ttl_s: int) -> None:
+        entry = {k: completed[k] for k in _CACHED_FIELDS}
+        try:
+            await self._stores.cache.put(key, json.dumps(entry).encode(), ttl_s)
+        except StoreUnavailable:
+            log.warning("cache write skipped: store unavailable")
+
+    async def _recorded_outputs(self, command: Envelope) -> list[Envelope] | None:
+        try:
+            recorded = await self._stores.results.get(command.message_id)
+        except StoreUnavailable:
+            return None
+        if recorded is None:
+            return None
+        return [command.derive(item["type"], item["payload"]) for item in json.loads(recorded)]
+
+    async def _record_outputs(self, command: Envelope, outputs: list[Envelope]) -> None:
+        record = [{"type": o.message_type, "payload": o.payload} for o in outputs]
+        try:
+            await self._stores.results.put(
+                command.message_id, json.dumps(record).encode(), RESULT_TTL_S
+            )
+        except StoreUnavailable:
+            log.warning("run record not stored: a reprocessed command would call again")
+
+    def _emit_violations(self, run: RunRecord, outcome: GuardrailOutcome) -> list[str]:
+        for violation in outcome.violations:
+            run.emit("guardrail.violation.detected", _violation_event(violation))
+        return [v.rule for v in outcome.violations if v.action == "flag"]
+
+    def _fail(self, run: RunRecord, error: PlatformError) -> None:
+        run.emit(
+            "llm.request.failed",
+            {
+                "error_code": error.code.value,
+                "message": error.message,
+                "retryable": error.retryable,
+                "provider": None,
+                "model": None,
+                "latency_ms": run.elapsed_ms(),
+                "attempts": run.attempts,
+            },
+        )
+
+
+_CACHED_FIELDS = (
+    "provider",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cost_usd",
+    "status",
+    "output_text",
+    "tool_calls_json",
+    "finish_reason",
+)
+
+
+def _policy(config: FoundationConfig, tenant: str) -> tuple[str, GuardrailPolicy]:
+    found = config.guardrails.policy_for(tenant)
+    if found is None:
+        raise PlatformError(ErrorCode.UNKNOWN_TENANT, f"no guardrail policy for tenant {tenant!r}")
+    return found
+
+
+def _check_request_caps(request: ParsedRequest, tokens: int, cost: float) -> None:
+    if request.max_total_tokens is not None and tokens > request.max_total_tokens:
+        raise PlatformError(
+            ErrorCode.BUDGET_EXCEEDED,
+            f"estimated {tokens} tokens exceed the request's budget of {request.max_total_tokens}",
+        )
+    if request.max_cost_usd is not None and cost > request.max_cost_usd:
+        raise PlatformError(
+            ErrorCode.BUDGET_EXCEEDED,
+            f"estimated ${cost:.6f} exceeds the request's budget of ${request.max_cost_usd}",
+        )
+
+
+def _usage(outcome: CallOutcome, messages: list[ChatMessage]) -> Usage:
+    """The provider's usage, or our count when it reported none."""
+    usage = outcome.result.usage
+    if usage.reported_by_provider:
+        return usage
+    answer = [ChatMessage(role="assistant", content=outcome.result.text or "")]
+    return Usage(
+        count_tokens(outcome.target.model, messages),
+        count_tokens(outcome.target.model, answer),
+        reported_by_provider=False,
+    )
+
+
+def _price(config: FoundationConfig, outcome: CallOutcome) -> Any:
+    return config.providers.providers[outcome.target.provider].models.get(outcome.target.model)
+
+
+def _completed(
+    run: RunRecord,
+    outcome: CallOutcome,
+    usage: Usage,
+    cost: float,
+    text: str,
+    flags: list[str],
+    degraded: bool,
+) -> dict[str, Any]:
+    result: ChatResult = outcome.result
+    return {
+        "provider": outcome.target.provider,
+        "model": outcome.target.model,
+        "latency_ms": run.elapsed_ms(),
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "cost_usd": cost,
+        "cache_hit": False,
+        "saved_cost_usd": 0.0,
+        "fallback_used": outcome.fallback_used,
+        "attempts": run.attempts,
+        "status": "degraded" if degraded else "ok",
+        "output_text": text if result.text is not None else None,
+        "tool_calls_json": json.dumps(result.tool_calls) if result.tool_calls else None,
+        "finish_reason": result.finish_reason,
+        "safety_flags": flags,
+    }
+
+
+def _cache_event(outcome: str, key: str) -> dict[str, Any]:
+    return {
+        "cache": "exact",
+        "outcome": outcome,
+        "key_hash": key.split(":", 1)[-1],
+        "similarity": None,
+        "saved_cost_usd": 0.0,
+    }
+
+
+def _budget_event(
+    decision: str, tokens: int, cost: float, window: str | None = None, reason: str | None = None
+) -> dict[str, Any]:
+    return {
+        "decision": decision,
+        "policy": "budgets.yaml",
+        "window": window,
+        "reserved_tokens": tokens if decision == "admitted" else 0,
+        "reserved_cost_usd": cost if decision == "admitted" else 0.0,
+        "remaining_tokens": None,
+        "remaining_cost_usd": None,
+        "reason": reason,
+    }
+
+
+def _violation_event(violation: Violation) -> dict[str, Any]:
+    return {
+        "stage": violation.stage,
+        "policy": violation.policy,
+        "rule": violation.rule,
+        "action": violation.action,
+        "spans": [{"message_index": i, "start": s, "end": e} for i, s, e in violation.spans],
+        "value_hash": violation.value_hash,
+        "score": violation.score,
+    }
