@@ -7,7 +7,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from processors.foundation.config import BreakerSettings, Route, RouteTarget
 from processors.foundation.providers import (
@@ -29,7 +29,7 @@ from processors.foundation.run import RunRecord
 from processors.foundation.stores import CircuitBreakerStore, StoreUnavailable
 from streams.errors import ErrorCode, PlatformError
 
-__all__ = ["CallOutcome", "ReliableCaller"]
+__all__ = ["CallOutcome", "CallSpec", "ReliableCaller"]
 
 _KIND_TO_CODE = {
     FailureKind.TIMEOUT: ErrorCode.PROVIDER_TIMEOUT,
@@ -45,6 +45,29 @@ class CallOutcome:
     fallback_used: bool
 
 
+@dataclass(frozen=True)
+class CallSpec:
+    """Everything one run's call needs besides the route."""
+
+    providers: Mapping[str, Provider]
+    timeouts_s: Mapping[str, float]
+    request_for: Callable[[str], ChatRequest]  # model name -> the request for that model
+    stream: bool
+    deadline: float  # epoch seconds
+    breaker: BreakerSettings
+
+
+@dataclass
+class _Progress:
+    """What the call has learnt so far: for events and for the final error."""
+
+    rng: random.Random
+    candidates: list[Candidate]
+    skipped: dict[str, str] = field(default_factory=dict)
+    failures: list[ProviderError] = field(default_factory=list)
+    tried: list[RouteTarget] = field(default_factory=list)
+
+
 class ReliableCaller:
     def __init__(
         self,
@@ -58,87 +81,91 @@ class ReliableCaller:
         self._wall_clock = wall_clock
         self._sleep = sleep
 
-    async def call(
+    async def call(self, run: RunRecord, route: Route, spec: CallSpec) -> CallOutcome:
+        """Try candidates until one answers; raise ``PlatformError`` with the mapped code."""
+        rng = random.Random(run.command.message_id)  # noqa: S311 - jitter, not secrets
+        enabled = frozenset(spec.providers)
+        progress = _Progress(rng, plan_candidates(route, rng, self._latency.snapshot(), enabled))
+        first_choice = progress.candidates[0].target
+        for candidate in progress.candidates:
+            if candidate.eligible:
+                result = await self._try_target(run, route, spec, candidate, progress)
+                if result is not None:
+                    return CallOutcome(result, candidate.target, candidate.target != first_choice)
+        raise _final_error(progress.tried, progress.failures, progress.skipped)
+
+    async def _try_target(
         self,
         run: RunRecord,
         route: Route,
-        providers: Mapping[str, Provider],
-        timeouts_s: Mapping[str, float],
-        request_for: Callable[[str], ChatRequest],
-        stream: bool,
-        deadline: float,
-        breaker: BreakerSettings,
-    ) -> CallOutcome:
-        """Try candidates until one answers; raise ``PlatformError`` with the mapped code."""
-        rng = random.Random(run.command.message_id)  # noqa: S311 - jitter, not secrets
-        candidates = plan_candidates(route, rng, self._latency.snapshot(), frozenset(providers))
-        skipped: dict[str, str] = {}
-        failures: list[ProviderError] = []
-        tried: list[RouteTarget] = []
-        for candidate in candidates:
-            if not candidate.eligible:
-                continue
-            key = target_key(candidate.target)
-            for retry in range(route.retry.max_attempts):
-                if not await self._admitted(key, breaker):
-                    skipped[key] = "breaker_open"  # opened by us or another replica
-                    break
-                if retry == 0:
-                    if tried:
-                        reason = failures[-1].kind.value if failures else "breaker_open"
-                        run.emit(
-                            "router.fallback.triggered",
-                            _fallback(tried[-1], candidate.target, reason),
-                        )
-                    tried.append(candidate.target)
-                run.attempts += 1
-                run.emit(
-                    "router.decision.made",
-                    _decision(
-                        route, candidates, skipped, candidate, run.attempts, len(tried), retry
-                    ),
-                )
-                remaining = deadline - self._wall_clock()
-                if remaining <= 0:
-                    raise PlatformError(
-                        ErrorCode.DEADLINE_EXCEEDED, "deadline passed before the call"
+        spec: CallSpec,
+        candidate: Candidate,
+        progress: _Progress,
+    ) -> ChatResult | None:
+        """Up to ``retry.max_attempts`` calls to one target; None when it is given up on."""
+        key = target_key(candidate.target)
+        for retry in range(route.retry.max_attempts):
+            if not await self._admitted(key, spec.breaker):
+                progress.skipped[key] = "breaker_open"  # opened by us or by another replica
+                return None
+            if retry == 0:
+                if progress.tried:
+                    reason = (
+                        progress.failures[-1].kind.value if progress.failures else "breaker_open"
                     )
-                provider = providers[candidate.target.provider]
-                timeout = min(
-                    timeouts_s[candidate.target.provider], remaining, _constraint_s(route)
-                )
-                started = self._wall_clock()
-                try:
-                    result = await _invoke(
-                        provider, request_for(candidate.target.model), stream, timeout
-                    )
-                except ProviderError as error:
-                    failures.append(error)
-                    await self._record(run, key, candidate.target, False, breaker)
-                    run.emit(
-                        "llm.attempt.failed",
-                        _attempt_failed(
-                            candidate.target, run.attempts, error, started, self._wall_clock()
-                        ),
-                    )
-                    if not error.retryable or retry + 1 == route.retry.max_attempts:
-                        break
-                    delay = backoff_s(
-                        retry + 1,
-                        route.retry.base_delay_ms,
-                        route.retry.max_delay_ms,
-                        rng,
-                        error.retry_after_s,
-                    )
-                    if self._wall_clock() + delay >= deadline:
-                        break
-                    await self._sleep(delay)
-                    continue
-                await self._record(run, key, candidate.target, True, breaker)
-                self._latency.observe(key, result.latency_ms)
-                first_choice = candidates[0].target
-                return CallOutcome(result, candidate.target, candidate.target != first_choice)
-        raise _final_error(tried, failures, skipped)
+                    fallback = _fallback(progress.tried[-1], candidate.target, reason)
+                    run.emit("router.fallback.triggered", fallback)
+                progress.tried.append(candidate.target)
+            run.attempts += 1
+            run.emit("router.decision.made", _decision(route, progress, candidate, run, retry))
+            try:
+                return await self._attempt(run, route, spec, candidate, key)
+            except ProviderError as error:
+                progress.failures.append(error)
+                delay = self._retry_delay(route, error, retry, progress.rng, spec.deadline)
+                if delay is None:
+                    return None
+                await self._sleep(delay)
+        return None
+
+    async def _attempt(
+        self, run: RunRecord, route: Route, spec: CallSpec, candidate: Candidate, key: str
+    ) -> ChatResult:
+        target = candidate.target
+        remaining = spec.deadline - self._wall_clock()
+        if remaining <= 0:
+            raise PlatformError(ErrorCode.DEADLINE_EXCEEDED, "deadline passed before the call")
+        timeout = min(spec.timeouts_s[target.provider], remaining, _constraint_s(route))
+        started = self._wall_clock()
+        provider = spec.providers[target.provider]
+        try:
+            result = await _invoke(provider, spec.request_for(target.model), spec.stream, timeout)
+        except ProviderError as error:
+            await self._record(run, key, target, False, spec.breaker)
+            ended = self._wall_clock()
+            run.emit(
+                "llm.attempt.failed", _attempt_failed(target, run.attempts, error, started, ended)
+            )
+            raise
+        await self._record(run, key, target, True, spec.breaker)
+        self._latency.observe(key, result.latency_ms)
+        return result
+
+    def _retry_delay(
+        self, route: Route, error: ProviderError, retry: int, rng: random.Random, deadline: float
+    ) -> float | None:
+        """Backoff before the next try of the same target, or None to move on: not retryable,
+        out of attempts, or the wait would pass the deadline."""
+        if not error.retryable or retry + 1 >= route.retry.max_attempts:
+            return None
+        delay = backoff_s(
+            retry + 1,
+            route.retry.base_delay_ms,
+            route.retry.max_delay_ms,
+            rng,
+            error.retry_after_s,
+        )
+        return None if self._wall_clock() + delay >= deadline else delay
 
     async def _admitted(self, key: str, breaker: BreakerSettings) -> bool:
         try:
@@ -236,15 +263,9 @@ def _fallback(previous: RouteTarget, target: RouteTarget, reason: str) -> dict[s
 
 
 def _decision(
-    route: Route,
-    candidates: list[Candidate],
-    skipped: dict[str, str],
-    chosen: Candidate,
-    attempt: int,
-    position: int,
-    retry: int,
+    route: Route, progress: _Progress, chosen: Candidate, run: RunRecord, retry: int
 ) -> dict[str, object]:
-    reason = "retry" if retry else ("primary" if position == 1 else "fallback")
+    reason = "retry" if retry else ("primary" if len(progress.tried) == 1 else "fallback")
     return {
         "route_id": route.id,
         "strategy": route.strategy,
@@ -252,15 +273,15 @@ def _decision(
             {
                 "provider": c.target.provider,
                 "model": c.target.model,
-                "eligible": c.eligible and target_key(c.target) not in skipped,
-                "skip_reason": c.skip_reason or skipped.get(target_key(c.target)),
+                "eligible": c.eligible and target_key(c.target) not in progress.skipped,
+                "skip_reason": c.skip_reason or progress.skipped.get(target_key(c.target)),
             }
-            for c in candidates
+            for c in progress.candidates
         ],
         "chosen_provider": chosen.target.provider,
         "chosen_model": chosen.target.model,
         "reason": reason,
-        "attempt": attempt,
+        "attempt": run.attempts,
     }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from processors.foundation.calling import CallOutcome, ReliableCaller
+from processors.foundation.calling import CallOutcome, CallSpec, ReliableCaller
 from processors.foundation.config import FoundationConfig, GuardrailPolicy, Route, TenantBudget
 from processors.foundation.guardrails import GuardrailOutcome, Violation, check_input, check_output
 from processors.foundation.live_config import LiveConfig
@@ -111,9 +111,7 @@ class ChatPipeline:
             return
         admission = await self._admit(run, config, route, budget, request, messages)
         try:
-            outcome = await self._caller.call(
-                run,
-                admission.route,
+            spec = CallSpec(
                 self._providers.for_config(config),
                 self._providers.timeouts(config),
                 lambda model: request.for_target(model, messages),
@@ -121,6 +119,7 @@ class ChatPipeline:
                 deadline,
                 config.routing.breaker,
             )
+            outcome = await self._caller.call(run, admission.route, spec)
         except PlatformError:
             await self._release(admission.reservation)
             raise
