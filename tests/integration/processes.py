@@ -14,11 +14,22 @@ FAST_REBALANCE = ("session.timeout.ms=6000", "heartbeat.interval.ms=500")
 
 
 def start_processor(
-    target: str, bootstrap: str, topics: TopicCatalog, group: str, log: Path, *extra: str
+    target: str,
+    bootstrap: str,
+    topics: TopicCatalog,
+    group: str,
+    log: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Its JSON logs go to ``log`` (a file, so a chatty process never blocks on a full pipe)."""
     prefix = topics.topics[0].name.removesuffix("commands.llm")
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TOPIC_PREFIX": prefix}
+    env = {
+        **os.environ,
+        **(env or {}),
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "TOPIC_PREFIX": prefix,
+    }
     args = [sys.executable, "-m", "streams", "run", target, "--group-id", group, *extra]
     for setting in FAST_REBALANCE:
         args += ["--consumer-config", setting]
