@@ -125,7 +125,7 @@ class ChatPipeline:
             raise
         usage = _usage(outcome, messages)
         cost = cost_usd(_price(config, outcome), usage)
-        await self._settle(admission.reservation, usage, cost)
+        await self._settle(run.command.tenant_id, admission, usage, cost)
         answer = check_output(outcome.result.text or "", policy, policy_name)
         flags += self._emit_violations(run, answer)
         if answer.blocked:
@@ -225,13 +225,16 @@ class ChatPipeline:
         )
         return _Admission(route, decision, degraded=False)
 
-    async def _settle(self, reservation: Reservation | None, usage: Usage, cost: float) -> None:
-        if reservation is None:
-            return
+    async def _settle(self, tenant: str, admission: _Admission, usage: Usage, cost: float) -> None:
+        """Replace the estimate with the real usage; a degraded (unreserved) run is charged."""
+        ledger = self._stores.budgets
         try:
-            await self._stores.budgets.settle(reservation, usage.total_tokens, cost)
+            if admission.reservation is not None:
+                await ledger.settle(admission.reservation, usage.total_tokens, cost)
+            elif admission.degraded:
+                await ledger.charge(tenant, usage.total_tokens, cost, self._wall_clock())
         except StoreUnavailable:
-            log.warning("budget settle lost: store unavailable (the reservation stays counted)")
+            log.warning("budget settle lost: store unavailable (the estimate stays counted)")
 
     async def _release(self, reservation: Reservation | None) -> None:
         if reservation is None:

@@ -331,3 +331,42 @@ def test_config_edits_apply_without_restart_and_broken_edits_are_refused(
         )
 
     run_with(tmp_path, redis_url, store_namespace, fakes, scenario)
+
+
+def test_over_budget_degrades_to_the_cheaper_route_and_still_counts_the_spend(
+    tmp_path: Path, redis_url: str, store_namespace: str, fakes: tuple[OpenAIFake, AnthropicFake]
+) -> None:
+    primary, fallback = fakes
+    budgets = {
+        "tenants": {
+            "*": {
+                "windows": {"minute": {"tokens": 1}},
+                "on_exceeded": "degrade",
+                "degrade_route": "cheap",
+            }
+        }
+    }
+    routing = {
+        "routes": [
+            {
+                "id": "cheap",
+                "match": {"model": "cheap-only"},
+                "policy": {"primary": {"provider": "fallback", "model": "claude-x"}},
+            },
+            {"id": "default", "policy": {"primary": {"provider": "primary", "model": "gpt-x"}}},
+        ]
+    }
+
+    async def scenario(h: Harness) -> None:
+        outputs = await h.run(chat_command("over", cache="bypass"))
+        done = terminal(outputs).payload
+        assert (done["status"], done["provider"]) == ("degraded", "fallback")
+        check = of_type(outputs, "budget.check.completed")[0].payload
+        assert (check["decision"], check["window"]) == ("degraded", "minute")
+        assert primary.received == [] and len(fallback.received) == 1
+        tokens, _ = await h.stores.budgets.spend("tenant-a", "minute", h.clock.now)
+        assert tokens == done["total_tokens"] > 0
+
+    run_with(
+        tmp_path, redis_url, store_namespace, fakes, scenario, budgets=budgets, routing=routing
+    )

@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 Metric = Literal["tokens", "cost_usd", "requests"]
+_UNCAPPED = TenantBudget()  # every window counted, none capped
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,11 @@ class BudgetLedger(Protocol):
         """Give the estimate back: the call never happened. Burst requests stay counted."""
         ...
 
+    async def charge(self, tenant: str, tokens: int, cost_usd: float, now: float) -> None:
+        """Count usage admitted without a reservation (a degraded route): it was spent, so it
+        is recorded whatever the caps say."""
+        ...
+
     async def spend(self, tenant: str, window: Window, now: float) -> tuple[int, float]:
         """Tokens and USD counted in the window holding ``now``."""
         ...
@@ -149,6 +155,11 @@ class _Ledger(ABC):
 
     async def release(self, reservation: Reservation) -> None:
         await self.settle(reservation, 0, 0.0)
+
+    async def charge(self, tenant: str, tokens: int, cost_usd: float, now: float) -> None:
+        _check_amounts(tokens, cost_usd)
+        counters = plan_counters(_UNCAPPED, tokens, to_nanos(cost_usd), now, self._settle_margin_s)
+        await self._charge(tenant, counters, now)
 
     async def spend(self, tenant: str, window: Window, now: float) -> tuple[int, float]:
         tokens, cost_nanos = await self._read(
