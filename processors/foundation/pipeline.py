@@ -8,17 +8,18 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from processors.foundation.answer_cache import AnswerCache, CachedAnswer, CacheKeys
 from processors.foundation.calling import CallOutcome, CallSpec, ReliableCaller
 from processors.foundation.config import FoundationConfig, GuardrailPolicy, Route, TenantBudget
 from processors.foundation.guardrails import GuardrailOutcome, Violation, check_input, check_output
 from processors.foundation.live_config import LiveConfig
 from processors.foundation.provider_pool import ProviderPool
 from processors.foundation.providers import ChatMessage, ChatResult, Usage, cost_usd, count_tokens
-from processors.foundation.request import ParsedRequest, exact_cache_key, parse_request
+from processors.foundation.request import ParsedRequest, parse_request
 from processors.foundation.run import RunRecord
 from processors.foundation.stores import BudgetRejection, Reservation, Stores, StoreUnavailable
 from streams.envelope import Envelope
@@ -54,6 +55,7 @@ class ChatPipeline:
         self._stores = stores
         self._providers = providers
         self._caller = caller
+        self._cache = AnswerCache(stores)
         self._wall_clock = wall_clock
 
     async def handle(self, command: Envelope) -> list[Envelope]:
@@ -101,13 +103,10 @@ class ChatPipeline:
         route = config.routing.route_for(request.mode, command.tenant_id, request.model_hint)
         if route is None:
             raise PlatformError(ErrorCode.NO_ROUTE, f"no route for mode {request.mode!r}")
-        cache_key = exact_cache_key(
-            command.tenant_id,
-            route.id,
-            request.model_hint,
-            replace(request.chat, messages=messages),
-        )
-        if await self._served_from_cache(run, route, request, cache_key, flags):
+        keys = CacheKeys.of(command.tenant_id, route, request, messages)
+        cached = await self._cache.lookup(run, route, request, keys, self._wall_clock())
+        if cached is not None:
+            run.emit("llm.request.completed", _from_cache(run, cached, flags))
             return
         admission = await self._admit(run, config, route, budget, request, messages)
         try:
@@ -133,41 +132,8 @@ class ChatPipeline:
                 ErrorCode.GUARDRAIL_BLOCKED, f"answer blocked by {answer.blocked_by}"
             )
         completed = _completed(run, outcome, usage, cost, answer.text, flags, admission.degraded)
-        if route.cache.exact and not request.bypass_cache:
-            await self._cache_put(cache_key, completed, route.cache.ttl_s)
+        await self._cache.store(route, request, keys, completed, self._wall_clock())
         run.emit("llm.request.completed", completed)
-
-    async def _served_from_cache(
-        self, run: RunRecord, route: Route, request: ParsedRequest, key: str, flags: list[str]
-    ) -> bool:
-        if not route.cache.exact or request.bypass_cache:
-            run.emit("cache.lookup.completed", _cache_event("bypass", key))
-            return False
-        try:
-            cached = await self._stores.cache.get(key)
-        except StoreUnavailable:
-            run.emit("cache.lookup.completed", _cache_event("error", key))  # fail open
-            return False
-        if cached is None:
-            run.emit("cache.lookup.completed", _cache_event("miss", key))
-            return False
-        answer = json.loads(cached)
-        saved = answer["cost_usd"]
-        run.emit("cache.lookup.completed", {**_cache_event("hit", key), "saved_cost_usd": saved})
-        run.emit(
-            "llm.request.completed",
-            {
-                **answer,
-                "latency_ms": run.elapsed_ms(),
-                "cost_usd": 0.0,
-                "cache_hit": True,
-                "saved_cost_usd": saved,
-                "fallback_used": False,
-                "attempts": 0,
-                "safety_flags": flags,
-            },
-        )
-        return True
 
     async def _admit(
         self,
@@ -244,13 +210,6 @@ class ChatPipeline:
         except StoreUnavailable:
             log.warning("budget release lost: store unavailable")
 
-    async def _cache_put(self, key: str, completed: dict[str, Any], ttl_s: int) -> None:
-        entry = {k: completed[k] for k in _CACHED_FIELDS}
-        try:
-            await self._stores.cache.put(key, json.dumps(entry).encode(), ttl_s)
-        except StoreUnavailable:
-            log.warning("cache write skipped: store unavailable")
-
     async def _recorded_outputs(self, command: Envelope) -> list[Envelope] | None:
         try:
             recorded = await self._stores.results.get(command.message_id)
@@ -287,20 +246,6 @@ class ChatPipeline:
                 "attempts": run.attempts,
             },
         )
-
-
-_CACHED_FIELDS = (
-    "provider",
-    "model",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "cost_usd",
-    "status",
-    "output_text",
-    "tool_calls_json",
-    "finish_reason",
-)
 
 
 def _policy(config: FoundationConfig, tenant: str) -> tuple[str, GuardrailPolicy]:
@@ -370,13 +315,16 @@ def _completed(
     }
 
 
-def _cache_event(outcome: str, key: str) -> dict[str, Any]:
+def _from_cache(run: RunRecord, cached: CachedAnswer, flags: list[str]) -> dict[str, Any]:
     return {
-        "cache": "exact",
-        "outcome": outcome,
-        "key_hash": key.split(":", 1)[-1],
-        "similarity": None,
-        "saved_cost_usd": 0.0,
+        **cached.fields,
+        "latency_ms": run.elapsed_ms(),
+        "cost_usd": 0.0,
+        "cache_hit": True,
+        "saved_cost_usd": cached.fields["cost_usd"],
+        "fallback_used": False,
+        "attempts": 0,
+        "safety_flags": flags,
     }
 
 

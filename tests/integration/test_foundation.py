@@ -370,3 +370,37 @@ def test_over_budget_degrades_to_the_cheaper_route_and_still_counts_the_spend(
     run_with(
         tmp_path, redis_url, store_namespace, fakes, scenario, budgets=budgets, routing=routing
     )
+
+
+def test_semantic_cache_serves_a_rephrased_prompt_within_the_tenant_only(
+    tmp_path: Path, redis_url: str, store_namespace: str, fakes: tuple[OpenAIFake, AnthropicFake]
+) -> None:
+    primary, _ = fakes
+    routing = {
+        "routes": [
+            {
+                "id": "default",
+                "policy": {"primary": {"provider": "primary", "model": "gpt-x"}},
+                "cache": {"exact": True, "semantic": True, "semantic_threshold": 0.8},
+            }
+        ]
+    }
+
+    async def scenario(h: Harness) -> None:
+        first = terminal(await h.run(chat_command("q1", content="What is the capital of France?")))
+        outputs = await h.run(chat_command("q2", content="what's the capital of france"))
+        hit = terminal(outputs).payload
+        assert hit["cache_hit"] and hit["output_text"] == first.payload["output_text"]
+        lookups = [e.payload for e in of_type(outputs, "cache.lookup.completed")]
+        assert [(e["cache"], e["outcome"]) for e in lookups] == [
+            ("exact", "miss"),
+            ("semantic", "hit"),
+        ]
+        assert lookups[1]["similarity"] >= 0.8
+        other = await h.run(chat_command("q3", content="what's the capital of france", tenant="b"))
+        assert not terminal(other).payload["cache_hit"]
+        unrelated = await h.run(chat_command("q4", content="How do I bake sourdough bread?"))
+        assert not terminal(unrelated).payload["cache_hit"]
+        assert len(primary.received) == 3
+
+    run_with(tmp_path, redis_url, store_namespace, fakes, scenario, routing=routing)

@@ -1,4 +1,4 @@
-"""Shared state of layer 1 (budgets, response cache, circuit breakers, recorded results):
+"""Shared state of layer 1 (budgets, response caches, circuit breakers, recorded results):
 in Redis when a URL is configured, so every replica sees the same state, otherwise in this
 process. Each store is a small protocol with one implementation per backend, and every Redis
 failure surfaces as ``StoreUnavailable`` within about one timeout."""
@@ -36,6 +36,12 @@ from processors.foundation.stores.idempotency import (
     RedisResultStore,
     ResultStore,
 )
+from processors.foundation.stores.semantic import (
+    MemorySemanticCacheStore,
+    RedisSemanticCacheStore,
+    SemanticCacheStore,
+    SemanticHit,
+)
 
 __all__ = [
     "BreakerPermit",
@@ -47,13 +53,17 @@ __all__ = [
     "MemoryCircuitBreakerStore",
     "MemoryResponseCache",
     "MemoryResultStore",
+    "MemorySemanticCacheStore",
     "RedisBudgetLedger",
     "RedisCircuitBreakerStore",
     "RedisResponseCache",
     "RedisResultStore",
+    "RedisSemanticCacheStore",
     "Reservation",
     "ResponseCache",
     "ResultStore",
+    "SemanticCacheStore",
+    "SemanticHit",
     "StoreUnavailable",
     "Stores",
     "Transition",
@@ -63,12 +73,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Stores:
-    """The four stores one pipeline uses; ``redis`` is their shared client (None in memory)."""
+    """The five stores one pipeline uses; ``redis`` is their shared client (None in memory)."""
 
     budgets: BudgetLedger
     cache: ResponseCache
     breakers: CircuitBreakerStore
     results: ResultStore
+    semantic: SemanticCacheStore
     redis: Redis | None = None
 
     async def aclose(self) -> None:
@@ -91,6 +102,7 @@ def connect(
             MemoryResponseCache(),
             MemoryCircuitBreakerStore(),
             MemoryResultStore(),
+            MemorySemanticCacheStore(),
         )
     client = redis_client(url, timeout_s)
     return Stores(
@@ -98,5 +110,6 @@ def connect(
         RedisResponseCache(client, namespace),
         RedisCircuitBreakerStore(client, namespace),
         RedisResultStore(client, namespace),
+        RedisSemanticCacheStore(client, namespace),
         client,
     )
