@@ -85,9 +85,14 @@ def derived_id(parent_id: str, position: int) -> str:
 
 
 def stamp_outputs(
-    source: Envelope, outputs: list[Envelope], writer: WriterIdentity, now: datetime
+    source: Envelope,
+    outputs: list[Envelope],
+    writer: WriterIdentity,
+    now: datetime,
+    first_position: int = 0,
 ) -> list[Envelope]:
-    """Give each handler output its deterministic id, its cause, the time and the writer."""
+    """Give each handler output its deterministic id, its cause, the time and the writer;
+    positions count from ``first_position`` (outputs streamed one at a time)."""
     return [
         replace(
             output,
@@ -98,7 +103,7 @@ def stamp_outputs(
             layer=writer.layer,
             env=writer.env,
         )
-        for position, output in enumerate(outputs)
+        for position, output in enumerate(outputs, start=first_position)
     ]
 
 

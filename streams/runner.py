@@ -18,7 +18,7 @@ import logging
 import signal
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -46,7 +46,7 @@ __all__ = ["Handler", "Processor", "ProcessorRunner", "RunnerOptions"]
 log = logging.getLogger("streams.runner")
 _PARTITION_EOF = getattr(KafkaError, "_PARTITION_EOF")  # noqa: B009 - librdkafka's own name
 
-Handler = Callable[[Envelope], list[Envelope] | Awaitable[list[Envelope]]]
+Handler = Callable[[Envelope], list[Envelope] | Awaitable[list[Envelope]] | AsyncIterator[Envelope]]
 
 
 @dataclass(frozen=True)
@@ -298,34 +298,20 @@ class ProcessorRunner:
         with message_span(
             f"{self._processor.name} process", _header(message, TRACEPARENT), envelope
         ) as span:
-            outputs = await self._handle_with_retries(envelope, message)
-            if outputs is None:
-                return
-            trace_id, span_id = ids_of(span)
-            stamped = [
-                replace(o, trace_id=trace_id, span_id=span_id) if trace_id else o
-                for o in stamp_outputs(envelope, outputs, self._writer, self._clock())
-            ]
-            try:
-                self._producer.send(stamped)
-            except EncodeError as exc:
-                self._dead_letter(message, f"EncodeError in handler output: {exc}")
-                return
-        for output in stamped:
-            MESSAGES_OUT.labels(
-                self._processor.name, self._topics.topic_for(output.message_type)
-            ).inc()
+            await self._handle_with_retries(envelope, message, ids_of(span))
 
     async def _handle_with_retries(
-        self, envelope: Envelope, message: Message
-    ) -> list[Envelope] | None:
+        self, envelope: Envelope, message: Message, trace: tuple[str | None, str | None]
+    ) -> None:
         for attempt in range(1, self._processor.max_attempts + 1):
             started = self._loop_time()
             try:
-                result = self._processor.handler(envelope)
-                outputs = await result if inspect.isawaitable(result) else result
+                await self._run_handler(envelope, trace)
                 HANDLER_SECONDS.labels(self._processor.name).observe(self._loop_time() - started)
-                return outputs
+                return
+            except EncodeError as exc:  # an output that does not fit its schema: a bug
+                self._dead_letter(message, f"EncodeError in handler output: {exc}")
+                return
             except Exception as exc:
                 HANDLER_ERRORS.labels(self._processor.name).inc()
                 log.warning(
@@ -337,9 +323,40 @@ class ProcessorRunner:
                 )
                 if attempt == self._processor.max_attempts:
                     self._dead_letter(message, f"{type(exc).__name__}: {exc}")
-                    return None
+                    return
                 await asyncio.sleep(self._options.retry_backoff_s * 2 ** (attempt - 1))
-        return None
+
+    async def _run_handler(self, envelope: Envelope, trace: tuple[str | None, str | None]) -> None:
+        """A list is sent when the handler returns; an async generator's outputs are sent as
+        they come, so a live reader sees a run progress (ids stay deterministic by position,
+        so a retried generator re-sends exact duplicates)."""
+        result = self._processor.handler(envelope)
+        if isinstance(result, AsyncIterator):
+            position = 0
+            async for output in result:
+                self._send(envelope, [output], position, trace)
+                position += 1
+            return
+        outputs = await result if inspect.isawaitable(result) else result
+        self._send(envelope, outputs, 0, trace)
+
+    def _send(
+        self,
+        source: Envelope,
+        outputs: list[Envelope],
+        first_position: int,
+        trace: tuple[str | None, str | None],
+    ) -> None:
+        trace_id, span_id = trace
+        stamped = [
+            replace(o, trace_id=trace_id, span_id=span_id) if trace_id else o
+            for o in stamp_outputs(source, outputs, self._writer, self._clock(), first_position)
+        ]
+        self._producer.send(stamped)
+        for output in stamped:
+            MESSAGES_OUT.labels(
+                self._processor.name, self._topics.topic_for(output.message_type)
+            ).inc()
 
     def _dead_letter(self, message: Message, error: str) -> None:
         topic = self._topics.dead_letter_of(str(message.topic()))

@@ -4,13 +4,15 @@ fallback to the next target, circuit breakers shared by all replicas, every step
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from processors.foundation.config import BreakerSettings, Route, RouteTarget
 from processors.foundation.providers import (
+    ChatDelta,
     ChatRequest,
     ChatResult,
     FailureKind,
@@ -138,8 +140,13 @@ class ReliableCaller:
         timeout = min(spec.timeouts_s[target.provider], remaining, _constraint_s(route))
         started = self._wall_clock()
         provider = spec.providers[target.provider]
+
+        def delta_event(index: int, delta: ChatDelta) -> None:
+            run.emit("llm.delta.generated", _delta(index, delta, target, run.attempts))
+
+        request = spec.request_for(target.model)
         try:
-            result = await _invoke(provider, spec.request_for(target.model), spec.stream, timeout)
+            result = await _invoke(provider, request, spec.stream, timeout, delta_event)
         except ProviderError as error:
             await self._record(run, key, target, False, spec.breaker)
             ended = self._wall_clock()
@@ -195,27 +202,40 @@ class ReliableCaller:
 
 
 async def _invoke(
-    provider: Provider, request: ChatRequest, stream: bool, timeout_s: float
+    provider: Provider,
+    request: ChatRequest,
+    stream: bool,
+    timeout_s: float,
+    on_delta: Callable[[int, ChatDelta], None],
 ) -> ChatResult:
-    """A hard bound on the call even if an adapter misbehaves; streaming is aggregated here."""
+    """A hard bound on the call even if an adapter misbehaves; a stream's deltas go to
+    ``on_delta`` as they arrive and are aggregated into the result."""
     try:
         if not stream:
             return await asyncio.wait_for(provider.complete(request, timeout_s), timeout_s + 0.5)
-        return await asyncio.wait_for(_collect(provider, request, timeout_s), timeout_s + 0.5)
+        collected = _collect(provider, request, timeout_s, on_delta)
+        return await asyncio.wait_for(collected, timeout_s + 0.5)
     except TimeoutError:
         raise ProviderError(FailureKind.TIMEOUT, f"no answer within {timeout_s:.1f}s") from None
 
 
-async def _collect(provider: Provider, request: ChatRequest, timeout_s: float) -> ChatResult:
+async def _collect(
+    provider: Provider,
+    request: ChatRequest,
+    timeout_s: float,
+    on_delta: Callable[[int, ChatDelta], None],
+) -> ChatResult:
     started = time.monotonic()
     first: float | None = None
     text: list[str] = []
     tool_calls = None
     finish_reason = None
     usage = None
-    async for delta in provider.stream(request, timeout_s):
+    async for index, delta in _enumerate(provider.stream(request, timeout_s)):
         if first is None:
             first = time.monotonic()
+        if delta.text or delta.tool_calls:
+            on_delta(index, delta)
         text.append(delta.text or "")
         tool_calls = delta.tool_calls or tool_calls
         finish_reason = delta.finish_reason or finish_reason
@@ -229,6 +249,24 @@ async def _collect(provider: Provider, request: ChatRequest, timeout_s: float) -
         latency_ms=elapsed,
         time_to_first_token_ms=int((first - started) * 1000) if first is not None else None,
     )
+
+
+async def _enumerate(deltas: AsyncIterator[ChatDelta]) -> AsyncIterator[tuple[int, ChatDelta]]:
+    index = 0
+    async for delta in deltas:
+        yield index, delta
+        index += 1
+
+
+def _delta(index: int, delta: ChatDelta, target: RouteTarget, attempt: int) -> dict[str, object]:
+    return {
+        "index": index,
+        "text": delta.text,
+        "tool_calls_json": json.dumps(delta.tool_calls) if delta.tool_calls else None,
+        "provider": target.provider,
+        "model": target.model,
+        "attempt": attempt,
+    }
 
 
 def _constraint_s(route: Route) -> float:

@@ -4,10 +4,11 @@ breakers) -> guard output -> settle budget -> cache the answer."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -59,11 +60,26 @@ class ChatPipeline:
         self._wall_clock = wall_clock
 
     async def handle(self, command: Envelope) -> list[Envelope]:
+        """The whole run at once (tests, tools)."""
+        return [output async for output in self.stream(command)]
+
+    async def stream(self, command: Envelope) -> AsyncIterator[Envelope]:
+        """The run's events as they happen, ending with its terminal event."""
         recorded = await self._recorded_outputs(command)
-        if recorded is not None:
-            return recorded  # reprocessed after a crash: same outcome, no second provider bill
-        run = RunRecord(command)
-        payload = command.payload
+        if recorded is not None:  # reprocessed after a crash: same outcome, no second bill
+            for output in recorded:
+                yield output
+            return
+        queue: asyncio.Queue[Envelope | None] = asyncio.Queue()
+        run = RunRecord(command, listener=queue.put_nowait)
+        task = asyncio.ensure_future(self._run(run))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        while (emitted := await queue.get()) is not None:
+            yield emitted
+        await task
+
+    async def _run(self, run: RunRecord) -> None:
+        payload = run.command.payload
         run.emit(
             "llm.request.started",
             {
@@ -79,11 +95,10 @@ class ChatPipeline:
             self._fail(run, error)
         except Exception:
             log.exception(
-                "foundation pipeline bug", extra={"correlation_id": command.correlation_id}
+                "foundation pipeline bug", extra={"correlation_id": run.command.correlation_id}
             )
             self._fail(run, PlatformError(ErrorCode.INTERNAL, "internal error"))
-        await self._record_outputs(command, run.outputs)
-        return run.outputs
+        await self._record_outputs(run.command, run.outputs)
 
     async def _serve(self, run: RunRecord, config: FoundationConfig) -> None:
         command = run.command

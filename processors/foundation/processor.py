@@ -6,6 +6,7 @@ Config from ``FOUNDATION_CONFIG_DIR`` (default ``configs/``); shared state in Re
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from processors.foundation.calling import ReliableCaller
@@ -39,10 +40,11 @@ class _LazyPipeline:
     def __init__(self) -> None:
         self._pipeline: ChatPipeline | None = None
 
-    async def __call__(self, command: Envelope) -> list[Envelope]:
+    async def __call__(self, command: Envelope) -> AsyncIterator[Envelope]:
         if self._pipeline is None:
             self._pipeline = build_pipeline(redis_url=os.environ.get("REDIS_URL") or None)
-        return await self._pipeline.handle(command)
+        async for output in self._pipeline.stream(command):
+            yield output
 
 
 PROCESSOR = Processor(

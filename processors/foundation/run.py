@@ -14,9 +14,11 @@ __all__ = ["RunRecord"]
 
 @dataclass
 class RunRecord:
-    """Outputs accumulate here; the runner stamps ids and sends them when the handler returns."""
+    """Outputs accumulate here (the run's record) and go to ``listener`` as they happen (the
+    live stream the runner sends)."""
 
     command: Envelope
+    listener: Callable[[Envelope], None] | None = None  # sees each output as it is emitted
     monotonic: Callable[[], float] = time.monotonic
     outputs: list[Envelope] = field(default_factory=list)
     started_at: float = 0.0
@@ -26,7 +28,10 @@ class RunRecord:
         self.started_at = self.monotonic()
 
     def emit(self, message_type: str, payload: dict[str, Any]) -> None:
-        self.outputs.append(self.command.derive(message_type, payload))
+        output = self.command.derive(message_type, payload)
+        self.outputs.append(output)
+        if self.listener is not None:
+            self.listener(output)
 
     def elapsed_ms(self) -> int:
         return int((self.monotonic() - self.started_at) * 1000)

@@ -404,3 +404,20 @@ def test_semantic_cache_serves_a_rephrased_prompt_within_the_tenant_only(
         assert len(primary.received) == 3
 
     run_with(tmp_path, redis_url, store_namespace, fakes, scenario, routing=routing)
+
+
+def test_a_stream_request_emits_its_deltas_as_they_arrive_then_one_terminal_event(
+    tmp_path: Path, redis_url: str, store_namespace: str, fakes: tuple[OpenAIFake, AnthropicFake]
+) -> None:
+    async def scenario(h: Harness) -> None:
+        command = chat_command("s1", content="stream me please", stream=True, cache="bypass")
+        seen = [e async for e in h.pipeline.stream(command)]
+        deltas = [e.payload for e in of_type(seen, "llm.delta.generated")]
+        assert len(deltas) > 1
+        assert [d["index"] for d in deltas] == sorted(d["index"] for d in deltas)
+        done = terminal(seen)
+        assert seen[-1] is done
+        assert "".join(d["text"] or "" for d in deltas) == done.payload["output_text"]
+        assert seen.index(done) > max(seen.index(e) for e in of_type(seen, "llm.delta.generated"))
+
+    run_with(tmp_path, redis_url, store_namespace, fakes, scenario)
