@@ -1,52 +1,45 @@
-"""The API process. For now: liveness, readiness (the broker answers) and Prometheus metrics;
-the OpenAI-compatible endpoints and the WebSocket feed come with their issue."""
+"""The API process: routes, the edge middleware, the error handlers, and the services that live
+as long as the process (built at start-up, closed at shutdown)."""
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from confluent_kafka.admin import AdminClient
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import FastAPI
 
-from streams.settings import Settings
+from api import chat, health, live, runs, workflows
+from api.config import load_api_config
+from api.errors import install_error_handlers
+from api.middleware import EdgeMiddleware
+from api.services import running_services
+from api.settings import ApiSettings
 
 __all__ = ["create_app"]
 
-_BROKER_TIMEOUT_S = 2.0
+_DESCRIPTION = """OpenAI-compatible chat completions, workflow submission, run queries and a
+live WebSocket feed (`/v1/ws`, see docs/API.md), over the platform's event log. Every error is
+`{"error": {"code", "message", "retryable", "correlation_id"}}`."""
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings.from_env()
-    app = FastAPI(title="LLM reliability platform", version="0.1.0")
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings.from_env()
+    config = load_api_config(settings.config_path)  # fail at start-up, naming file and line
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with running_services(settings, config) as services:
+            app.state.services = services
+            yield
 
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        kafka = await asyncio.to_thread(_broker_reachable, settings.kafka_bootstrap_servers)
-        ready = kafka == "ok"
-        return JSONResponse(
-            {"status": "ready" if ready else "not_ready", "checks": {"kafka": kafka}},
-            status_code=200 if ready else 503,
-        )
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
+    app = FastAPI(
+        title="LLM reliability platform",
+        version="0.1.0",
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    for module in (chat, workflows, runs, live, health):
+        app.include_router(module.router)
+    install_error_handlers(app)
+    app.add_middleware(EdgeMiddleware, max_body_bytes=config.limits.max_body_bytes)
     return app
-
-
-def _broker_reachable(bootstrap_servers: str | None) -> str:
-    if not bootstrap_servers:
-        return "KAFKA_BOOTSTRAP_SERVERS is not set"
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    try:
-        admin.list_topics(timeout=_BROKER_TIMEOUT_S)
-    except Exception as exc:
-        return f"unreachable: {exc}"
-    return "ok"

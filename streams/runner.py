@@ -45,6 +45,14 @@ __all__ = ["Handler", "Processor", "ProcessorRunner", "RunnerOptions"]
 
 log = logging.getLogger("streams.runner")
 _PARTITION_EOF = getattr(KafkaError, "_PARTITION_EOF")  # noqa: B009 - librdkafka's own name
+_GROUP_MOVED_ON = frozenset(
+    {
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        getattr(KafkaError, "_STATE"),  # noqa: B009 - "not a member of the group" locally
+    }
+)
 
 Handler = Callable[[Envelope], list[Envelope] | Awaitable[list[Envelope]] | AsyncIterator[Envelope]]
 
@@ -175,10 +183,10 @@ class ProcessorRunner:
                 self._start_ready(key)
             await asyncio.sleep(0)
             if loop.time() - last_commit >= self._options.commit_interval_s:
-                self._commit()
+                await self._commit()
                 last_commit = loop.time()
         await self._finish(list(self._tasks))
-        self._commit()
+        await self._commit()
 
     def _consume(self) -> list[Message]:
         messages = self._consumer.consume(
@@ -226,20 +234,31 @@ class ProcessorRunner:
                 self._consumer.resume([TopicPartition(*key)])
                 self._paused.discard(key)
 
-    def _commit(self) -> None:
+    async def _commit(self) -> None:
+        """Off the event loop: a slow broker must not stall the runs in flight."""
         offsets = self._tracker.to_commit()
-        self._commit_offsets(self._consumer, offsets)
-        self._export_lag(offsets)
+        if offsets and await self._in_kafka_thread(self._commit_offsets, self._consumer, offsets):
+            self._tracker.committed(offsets)
+            self._export_lag(offsets)
 
-    def _commit_offsets(self, consumer: Consumer, offsets: dict[PartitionKey, int]) -> None:
-        """Flush outputs first: an offset is committed only once its outputs are durable."""
+    def _commit_offsets(self, consumer: Consumer, offsets: dict[PartitionKey, int]) -> bool:
+        """Flush outputs first: an offset is committed only once its outputs are durable. A
+        commit refused because the group moved on (a rebalance, a lost coordinator) is not
+        fatal: the partitions' new owner redoes the work, as after any crash."""
         if not offsets or self._fatal is not None:
-            return
+            return False
         self._producer.flush()
-        consumer.commit(
-            offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
-        )
-        self._tracker.committed(offsets)
+        try:
+            consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                asynchronous=False,
+            )
+        except KafkaException as exc:
+            if exc.args[0].code() not in _GROUP_MOVED_ON:
+                raise
+            log.warning("commit refused, the group moved on: %s", exc.args[0].str())
+            return False
+        return True
 
     async def _finish(self, keys: list[PartitionKey]) -> dict[PartitionKey, int]:
         """Let started work on ``keys`` end; queued, unstarted messages are left to redelivery.

@@ -55,6 +55,7 @@ class CallSpec:
     timeouts_s: Mapping[str, float]
     request_for: Callable[[str], ChatRequest]  # model name -> the request for that model
     stream: bool
+    emit_deltas: bool  # False when output guardrails may still change the answer
     deadline: float  # epoch seconds
     breaker: BreakerSettings
 
@@ -142,7 +143,8 @@ class ReliableCaller:
         provider = spec.providers[target.provider]
 
         def delta_event(index: int, delta: ChatDelta) -> None:
-            run.emit("llm.delta.generated", _delta(index, delta, target, run.attempts))
+            if spec.emit_deltas:
+                run.emit("llm.delta.generated", _delta(index, delta, target, run.attempts))
 
         request = spec.request_for(target.model)
         try:

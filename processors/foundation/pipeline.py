@@ -65,16 +65,21 @@ class ChatPipeline:
 
     async def stream(self, command: Envelope) -> AsyncIterator[Envelope]:
         """The run's events as they happen, ending with its terminal event."""
-        recorded = await self._recorded_outputs(command)
-        if recorded is not None:  # reprocessed after a crash: same outcome, no second bill
-            for output in recorded:
+        logged = await self._logged_outputs(command)
+        if logged:  # redelivered after a crash: resend exactly what was sent, decide nothing
+            for output in logged:
                 yield output
+            if logged[-1].message_type not in _TERMINAL:
+                interrupted = _interrupted(command)  # it died mid-run: end it, retryably
+                await self._log(command, interrupted)
+                yield interrupted
             return
         queue: asyncio.Queue[Envelope | None] = asyncio.Queue()
         run = RunRecord(command, listener=queue.put_nowait)
         task = asyncio.ensure_future(self._run(run))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         while (emitted := await queue.get()) is not None:
+            await self._log(command, emitted)  # write-ahead: logged before it is sent
             yield emitted
         await task
 
@@ -98,7 +103,6 @@ class ChatPipeline:
                 "foundation pipeline bug", extra={"correlation_id": run.command.correlation_id}
             )
             self._fail(run, PlatformError(ErrorCode.INTERNAL, "internal error"))
-        await self._record_outputs(run.command, run.outputs)
 
     async def _serve(self, run: RunRecord, config: FoundationConfig) -> None:
         command = run.command
@@ -130,6 +134,7 @@ class ChatPipeline:
                 self._providers.timeouts(config),
                 lambda model: request.for_target(model, messages),
                 request.stream,
+                request.stream and _answer_is_final(policy),
                 deadline,
                 config.routing.breaker,
             )
@@ -225,23 +230,22 @@ class ChatPipeline:
         except StoreUnavailable:
             log.warning("budget release lost: store unavailable")
 
-    async def _recorded_outputs(self, command: Envelope) -> list[Envelope] | None:
+    async def _logged_outputs(self, command: Envelope) -> list[Envelope]:
         try:
-            recorded = await self._stores.results.get(command.message_id)
+            logged = await self._stores.results.read(command.message_id)
         except StoreUnavailable:
-            return None
-        if recorded is None:
-            return None
-        return [command.derive(item["type"], item["payload"]) for item in json.loads(recorded)]
+            return []
+        return [command.derive(item["type"], item["payload"]) for item in map(json.loads, logged)]
 
-    async def _record_outputs(self, command: Envelope, outputs: list[Envelope]) -> None:
-        record = [{"type": o.message_type, "payload": o.payload} for o in outputs]
+    async def _log(self, command: Envelope, output: Envelope) -> None:
+        entry = json.dumps({"type": output.message_type, "payload": output.payload})
         try:
-            await self._stores.results.put(
-                command.message_id, json.dumps(record).encode(), RESULT_TTL_S
-            )
+            await self._stores.results.append(command.message_id, entry.encode(), RESULT_TTL_S)
         except StoreUnavailable:
-            log.warning("run record not stored: a reprocessed command would call again")
+            log.warning(
+                "run log not written: a redelivery would decide again",
+                extra={"correlation_id": command.correlation_id},
+            )
 
     def _emit_violations(self, run: RunRecord, outcome: GuardrailOutcome) -> list[str]:
         for violation in outcome.violations:
@@ -249,18 +253,33 @@ class ChatPipeline:
         return [v.rule for v in outcome.violations if v.action == "flag"]
 
     def _fail(self, run: RunRecord, error: PlatformError) -> None:
-        run.emit(
-            "llm.request.failed",
-            {
-                "error_code": error.code.value,
-                "message": error.message,
-                "retryable": error.retryable,
-                "provider": None,
-                "model": None,
-                "latency_ms": run.elapsed_ms(),
-                "attempts": run.attempts,
-            },
-        )
+        run.emit("llm.request.failed", _failed(error, run.elapsed_ms(), run.attempts))
+
+
+_TERMINAL = frozenset({"llm.request.completed", "llm.request.failed"})
+
+
+def _answer_is_final(policy: GuardrailPolicy) -> bool:
+    """Deltas go out before the output guardrails run, so they are only streamed when no
+    output rule could redact or block the answer (else it would leak through them)."""
+    return policy.output.pii is None and policy.output.deny_terms is None
+
+
+def _interrupted(command: Envelope) -> Envelope:
+    error = PlatformError(ErrorCode.RUN_INTERRUPTED, "the run was interrupted; retry it")
+    return command.derive("llm.request.failed", _failed(error, latency_ms=0, attempts=0))
+
+
+def _failed(error: PlatformError, latency_ms: int, attempts: int) -> dict[str, Any]:
+    return {
+        "error_code": error.code.value,
+        "message": error.message,
+        "retryable": error.retryable,
+        "provider": None,
+        "model": None,
+        "latency_ms": latency_ms,
+        "attempts": attempts,
+    }
 
 
 def _policy(config: FoundationConfig, tenant: str) -> tuple[str, GuardrailPolicy]:

@@ -21,7 +21,7 @@ from streams.runner import Processor
 __all__ = ["PROCESSOR", "build_pipeline"]
 
 _CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-_MAX_IN_FLIGHT = 64
+_MAX_IN_FLIGHT = 16  # per partition; 6 partitions x 16 runs fit the Redis pool (64)
 
 
 def build_pipeline(config_dir: Path | None = None, redis_url: str | None = None) -> ChatPipeline:

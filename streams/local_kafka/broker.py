@@ -1,7 +1,8 @@
-"""A real single-node Apache Kafka 4 broker (KRaft), run from Maven Central jars, without Docker.
+"""A real Apache Kafka 4 broker (KRaft), run from Maven Central jars, without Docker: a single
+node by default, or one member of a local cluster (``LocalKafkaCluster``).
 
 Why: integration and fault tests need a genuine broker (offset commits, transactions,
-crash recovery) on machines that have Java and Maven but no containers.
+crash recovery, replication) on machines that have Java and Maven but no containers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import KafkaException
@@ -23,7 +26,14 @@ from confluent_kafka.admin import AdminClient
 
 from streams import local_jvm as jvm
 
-__all__ = ["LocalKafka", "LocalKafkaError", "cache_dir", "ensure_jars", "kafka_version"]
+__all__ = [
+    "KRaftQuorum",
+    "LocalKafka",
+    "LocalKafkaError",
+    "cache_dir",
+    "ensure_jars",
+    "kafka_version",
+]
 
 _POM = Path(__file__).resolve().with_name("pom.xml")
 _LOG4J_CONFIG = _POM.with_name("log4j2.properties")
@@ -107,16 +117,47 @@ def _cluster_id() -> str:
             return cluster_id
 
 
-def _server_properties(log_dir: Path, port: int, controller_port: int) -> str:
-    """Single-node combined KRaft config, sized for tests on a small machine.
+@dataclass(frozen=True)
+class KRaftQuorum:
+    """The nodes of one local cluster, each a combined broker and controller: their node ids,
+    controller ports and shared cluster id, and the replication defaults its size allows.
 
-    Static controller.quorum.voters (rather than a dynamic quorum) keeps restarts and a reused
-    data dir working even when the controller port changes.
-    """
+    Static ``controller.quorum.voters`` (rather than a dynamic quorum) keeps restarts and a
+    reused data dir working even when a controller port changes."""
+
+    cluster_id: str
+    controller_ports: Mapping[int, int]  # node id -> controller port
+
+    @classmethod
+    def create(cls, controller_ports: Sequence[int]) -> KRaftQuorum:
+        """A new cluster whose node ids count from 1, one per controller port."""
+        return cls(_cluster_id(), dict(enumerate(controller_ports, start=1)))
+
+    @property
+    def replication_factor(self) -> int:
+        """Every node holds a replica, so any one can fail (capped at Kafka's usual 3)."""
+        return min(3, len(self.controller_ports))
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """acks=all survives one replica down, yet an acknowledgement is never on one copy only
+        (unless there is only one)."""
+        return max(1, self.replication_factor - 1)
+
+    @property
+    def voters(self) -> str:
+        return ",".join(f"{node}@{_HOST}:{port}" for node, port in self.controller_ports.items())
+
+
+def _server_properties(log_dir: Path, port: int, node_id: int, quorum: KRaftQuorum) -> str:
+    """A combined broker+controller KRaft config, sized for tests on a small machine."""
+    replication = str(quorum.replication_factor)
+    min_isr = str(quorum.min_insync_replicas)
+    controller_port = quorum.controller_ports[node_id]
     settings = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{_HOST}:{controller_port}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": quorum.voters,
         "listeners": f"PLAINTEXT://{_HOST}:{port},CONTROLLER://{_HOST}:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://{_HOST}:{port}",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -125,13 +166,15 @@ def _server_properties(log_dir: Path, port: int, controller_port: int) -> str:
         "log.dirs": str(log_dir),
         "num.partitions": "1",
         "auto.create.topics.enable": "false",
-        "offsets.topic.replication.factor": "1",
+        "default.replication.factor": replication,
+        "min.insync.replicas": min_isr,
+        "offsets.topic.replication.factor": replication,
         "offsets.topic.num.partitions": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": replication,
+        "transaction.state.log.min.isr": min_isr,
         "transaction.state.log.num.partitions": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": replication,
+        "share.coordinator.state.topic.min.isr": min_isr,
         "group.initial.rebalance.delay.ms": "0",
         # After kill() the controller holds the dead incarnation's registration until its
         # session expires (default 9 s); short sessions make crash-restart tests quick.
@@ -148,7 +191,7 @@ def _server_properties(log_dir: Path, port: int, controller_port: int) -> str:
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
-def _format_storage(libs: Path, properties: Path, log_dir: Path) -> None:
+def _format_storage(libs: Path, properties: Path, log_dir: Path, cluster_id: str) -> None:
     """KRaft will not start on an unformatted dir; an already formatted one (restart) is kept."""
     if (log_dir / "meta.properties").is_file():
         return
@@ -159,7 +202,7 @@ def _format_storage(libs: Path, properties: Path, log_dir: Path) -> None:
         "--config",
         str(properties),
         "--cluster-id",
-        _cluster_id(),
+        cluster_id,
         heap="256m",
     )
     jvm.run_checked(cmd, timeout=_FORMAT_TIMEOUT_S, error=LocalKafkaError)
@@ -169,7 +212,8 @@ class LocalKafka(jvm.JvmService):
     """One broker process on loopback ports that stay fixed across restarts.
 
     Keeping the data dir and ports makes restart() look like a real broker bounce to clients:
-    topics, messages and committed offsets survive, even after kill().
+    topics, messages and committed offsets survive, even after kill(). Alone by default; given
+    a ``quorum`` and its ``node_id``, one member of a cluster (see ``LocalKafkaCluster``).
     """
 
     _error = LocalKafkaError
@@ -182,6 +226,8 @@ class LocalKafka(jvm.JvmService):
         *,
         heap: str = "512m",
         start_timeout: float = 60.0,
+        quorum: KRaftQuorum | None = None,
+        node_id: int = 1,
     ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
@@ -191,7 +237,11 @@ class LocalKafka(jvm.JvmService):
         super().__init__(self.data_dir / "broker.log", heap=heap, start_timeout=start_timeout)
         free = jvm.free_ports(2)
         self.port = port or free[0]
-        self.controller_port = free[1]
+        self.quorum = quorum or KRaftQuorum.create([free[1]])
+        if node_id not in self.quorum.controller_ports:
+            raise LocalKafkaError(f"node {node_id} is not a voter of {self.quorum.voters}")
+        self.node_id = node_id
+        self.controller_port = self.quorum.controller_ports[node_id]
 
     @property
     def bootstrap_servers(self) -> str:
@@ -205,8 +255,8 @@ class LocalKafka(jvm.JvmService):
         log_dir = self.data_dir / "kafka-logs"
         properties = self.data_dir / "server.properties"
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        properties.write_text(_server_properties(log_dir, self.port, self.controller_port))
-        _format_storage(libs, properties, log_dir)
+        properties.write_text(_server_properties(log_dir, self.port, self.node_id, self.quorum))
+        _format_storage(libs, properties, log_dir, self.quorum.cluster_id)
         self._launch(_java_cmd(libs, "kafka.Kafka", str(properties), heap=self._heap))
 
     def kill(self) -> None:

@@ -132,7 +132,7 @@ def test_200_concurrent_requests_against_a_budget_that_fits_50(
     tmp_path: Path, redis_url: str, store_namespace: str, fakes: tuple[OpenAIFake, AnthropicFake]
 ) -> None:
     primary, _ = fakes
-    primary.set_plan(FaultPlan(latency_s=0.2))  # every reservation happens before any settle
+    primary.set_plan(FaultPlan(latency_s=2.0))  # every reservation happens before any settle
     content = "how many tokens is this"
     estimate = count_tokens("gpt-x", [ChatMessage(role="user", content=content)]) + 20
     budgets = {"tenants": {"*": {"windows": {"minute": {"tokens": 50 * estimate + estimate // 2}}}}}
@@ -409,6 +409,11 @@ def test_semantic_cache_serves_a_rephrased_prompt_within_the_tenant_only(
 def test_a_stream_request_emits_its_deltas_as_they_arrive_then_one_terminal_event(
     tmp_path: Path, redis_url: str, store_namespace: str, fakes: tuple[OpenAIFake, AnthropicFake]
 ) -> None:
+    guardrails = {
+        "policies": {"open": {"output": {"pii": None}}, "guarded": {}},
+        "tenants": {"*": "open", "careful": "guarded"},
+    }
+
     async def scenario(h: Harness) -> None:
         command = chat_command("s1", content="stream me please", stream=True, cache="bypass")
         seen = [e async for e in h.pipeline.stream(command)]
@@ -418,6 +423,35 @@ def test_a_stream_request_emits_its_deltas_as_they_arrive_then_one_terminal_even
         done = terminal(seen)
         assert seen[-1] is done
         assert "".join(d["text"] or "" for d in deltas) == done.payload["output_text"]
-        assert seen.index(done) > max(seen.index(e) for e in of_type(seen, "llm.delta.generated"))
+        # an output rule that may redact the answer holds the deltas back (they would leak)
+        careful = chat_command("s2", content="stream me", stream=True, tenant="careful")
+        held = await h.run(careful)
+        assert of_type(held, "llm.delta.generated") == []
+        assert terminal(held).payload["output_text"]
+
+    run_with(tmp_path, redis_url, store_namespace, fakes, scenario, guardrails=guardrails)
+
+
+def test_a_run_interrupted_mid_way_is_resent_exactly_then_ended_retryably(
+    tmp_path: Path, redis_url: str, store_namespace: str, fakes: tuple[OpenAIFake, AnthropicFake]
+) -> None:
+    """Write-ahead run log: a crash after some outputs were sent leaves them logged; the
+    redelivery resends exactly those and ends the run RUN_INTERRUPTED instead of deciding
+    again (which could take another path and give the same position another event)."""
+
+    async def scenario(h: Harness) -> None:
+        command = chat_command("crashy", cache="bypass")
+        sent = []
+        async for output in h.pipeline.stream(command):
+            sent.append(output)
+            if len(sent) == 2:
+                break  # the process dies here: two outputs sent, the run unfinished
+        again = await h.run(command)
+        assert [(o.message_type, o.payload) for o in again[:2]] == [
+            (o.message_type, o.payload) for o in sent
+        ]
+        assert terminal(again).payload["error_code"] == "RUN_INTERRUPTED"
+        assert terminal(again).payload["retryable"]
+        assert await h.run(command) == again  # and from then on it is stable
 
     run_with(tmp_path, redis_url, store_namespace, fakes, scenario)

@@ -22,14 +22,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_line(process: subprocess.Popen[bytes], needle: str, timeout_s: float) -> list[str]:
-    """Read the process's output until a line contains ``needle`` (event-driven, bounded)."""
+def wait_for_lines(
+    process: subprocess.Popen[bytes], needles: list[str], timeout_s: float
+) -> list[str]:
+    """Read the process's output until every needle was in some line (event-driven, bounded)."""
     assert process.stdout is not None
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)
     seen: list[str] = []
     deadline = time.monotonic() + timeout_s
-    while not any(needle in line for line in seen):
+    while not all(any(needle in line for line in seen) for needle in needles):
         remaining = deadline - time.monotonic()
         assert remaining > 0 and process.poll() is None, "\n".join(seen[-40:])
         if selector.select(remaining):
@@ -37,10 +39,28 @@ def wait_for_line(process: subprocess.Popen[bytes], needle: str, timeout_s: floa
     return seen
 
 
+def ready_or_last(url: str, within_s: float) -> httpx.Response:
+    """``/readyz`` until 200 (the API's event hub positions itself after uvicorn starts)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        response = httpx.get(url, timeout=10)
+        if response.status_code == 200 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)  # poll interval of a bounded wait, not a synchronisation
+
+
 def test_up_runs_broker_topics_and_api_then_stops_cleanly(tmp_path: Path) -> None:
-    api_port, kafka_port = free_port(), free_port()
+    api_port, kafka_port, query_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-    env.update({"API_GATEWAY_PORT": str(api_port), "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "API_GATEWAY_PORT": str(api_port),
+            "PROJECTIONS_QUERY_PORT": str(query_port),
+            "PROJECTIONS_QUERY_URL": f"http://127.0.0.1:{query_port}",
+            "PROJECTIONS_DATA_DIR": str(tmp_path / "chdb"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     process = subprocess.Popen(
         [
             sys.executable,
@@ -58,12 +78,15 @@ def test_up_runs_broker_topics_and_api_then_stops_cleanly(tmp_path: Path) -> Non
         stderr=subprocess.STDOUT,
     )
     try:
-        output = wait_for_line(process, "Uvicorn running on", 120)
+        output = wait_for_lines(process, ["Uvicorn running on", "query endpoint on"], 120)
         assert f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{kafka_port}" in "".join(output)
         base = f"http://127.0.0.1:{api_port}"
         assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
-        ready = httpx.get(f"{base}/readyz", timeout=10)
-        assert (ready.status_code, ready.json()["checks"]) == (200, {"kafka": "ok"})
+        ready = ready_or_last(f"{base}/readyz", within_s=60)
+        assert (ready.status_code, ready.json()["checks"]) == (
+            200,
+            {"kafka": "ok", "clickhouse": "ok"},
+        )
         assert "platform_" in httpx.get(f"{base}/metrics").text or ready.status_code == 200
     finally:
         process.send_signal(signal.SIGTERM)

@@ -329,9 +329,10 @@ async def test_cache_and_results_round_trip(stores: Stores) -> None:
     await stores.cache.put("k", b"first", 60)
     await stores.cache.put("k", b"\x00answer", 60)
     assert await stores.cache.get("k") == b"\x00answer"
-    assert await stores.results.get("k") is None  # same key, other store
-    await stores.results.put("cmd-1", b"[]", 60)
-    assert await stores.results.get("cmd-1") == b"[]"
+    assert await stores.results.read("k") == []  # same key, other store
+    await stores.results.append("cmd-1", b"first", 60)
+    await stores.results.append("cmd-1", b"second", 60)
+    assert await stores.results.read("cmd-1") == [b"first", b"second"]
 
 
 async def test_a_ttl_must_be_positive(stores: Stores) -> None:
@@ -346,7 +347,7 @@ async def test_redis_expires_records_after_their_ttl(redis_url: str, store_names
         await stores.cache.put("long", b"v", 3_600)
         remaining_ms = await stores.redis.pttl(f"{store_namespace}:cache:long")
         assert 3_599_000 < remaining_ms <= 3_600_000
-        await stores.results.put("short", b"v", 0.05)
+        await stores.results.append("short", b"v", 0.05)
         await stores.cache.put("short", b"v", 0.05)
         await poll_until(lambda: gone(stores, "short"), within_s=5)
     finally:
@@ -354,7 +355,7 @@ async def test_redis_expires_records_after_their_ttl(redis_url: str, store_names
 
 
 async def gone(stores: Stores, key: str) -> bool:
-    return await stores.cache.get(key) is None and await stores.results.get(key) is None
+    return await stores.cache.get(key) is None and await stores.results.read(key) == []
 
 
 async def poll_until(check: Callable[[], Awaitable[bool]], within_s: float) -> None:
@@ -403,8 +404,8 @@ def every_method(stores: Stores) -> list[Callable[[], Awaitable[object]]]:
         lambda: stores.cache.put("k", b"v", 1),
         lambda: stores.breakers.acquire(KEY, BREAKER, NOW),
         lambda: stores.breakers.record(KEY, False, BREAKER, NOW),
-        lambda: stores.results.get("c"),
-        lambda: stores.results.put("c", b"v", 1),
+        lambda: stores.results.read("c"),
+        lambda: stores.results.append("c", b"v", 1),
     ]
 
 

@@ -122,13 +122,13 @@ async def test_memory_records_expire_by_the_injected_clock() -> None:
     assert await cache.get("k") is None
 
 
-async def test_memory_records_drop_the_oldest_write_beyond_capacity() -> None:
+async def test_memory_run_logs_drop_the_oldest_beyond_capacity() -> None:
     results = MemoryResultStore(max_entries=2)
-    await results.put("a", b"1", 60)
-    await results.put("b", b"2", 60)
-    await results.put("a", b"3", 60)  # a rewrite makes "a" the newest
-    await results.put("c", b"4", 60)
-    assert [await results.get(k) for k in "abc"] == [b"3", None, b"4"]
+    await results.append("a", b"1", 60)
+    await results.append("b", b"2", 60)
+    await results.append("a", b"3", 60)  # an append makes "a" the newest
+    await results.append("c", b"4", 60)
+    assert [await results.read(k) for k in "abc"] == [[b"1", b"3"], [], [b"4"]]
 
 
 def test_memory_records_need_room_for_one() -> None:

@@ -1,43 +1,85 @@
-"""Recorded outcomes by command id: a command redelivered after a crash re-emits what its first
-run decided instead of paying a provider twice."""
+"""A write-ahead log of each command's outputs, by command id: every output is appended
+before it is sent, so a command redelivered after a crash re-emits exactly what was sent (same
+ids, same content) instead of deciding again or paying a provider twice."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from redis.asyncio import Redis
 
-from processors.foundation.stores._records import MemoryRecords, RedisRecords
-from processors.foundation.stores._redis import DEFAULT_NAMESPACE
+from processors.foundation.stores._redis import DEFAULT_NAMESPACE, reaching, ttl_ms
 
 __all__ = ["MemoryResultStore", "RedisResultStore", "ResultStore"]
 
 
 class ResultStore(Protocol):
-    async def get(self, command_id: str) -> bytes | None:
-        """The outcome recorded for the command, or None if it has not run (or it expired)."""
+    async def append(self, command_id: str, item: bytes, ttl_s: float) -> None:
+        """Add one output to the command's log, kept ``ttl_s`` seconds after the last append."""
         ...
 
-    async def put(self, command_id: str, value: bytes, ttl_s: float) -> None:
-        """Record the command's outcome for ``ttl_s`` seconds (longer than redelivery can take)."""
+    async def read(self, command_id: str) -> list[bytes]:
+        """The command's log in append order; empty if it never ran (or the log expired)."""
         ...
 
 
-class RedisResultStore(RedisRecords):
-    """Shared by all replicas under ``<namespace>:result:``, so whichever replica takes over a
-    partition finds the outcome."""
+def _check_ttl(ttl_s: float) -> None:
+    if ttl_s <= 0:
+        raise ValueError(f"a TTL must be positive, got {ttl_s}")
+
+
+class RedisResultStore:
+    """One list per command under ``<namespace>:result:``, shared by all replicas, so whichever
+    replica takes over a partition finds what the previous owner sent."""
 
     def __init__(self, client: Redis, namespace: str = DEFAULT_NAMESPACE) -> None:
-        super().__init__(client, f"{namespace}:result", "results")
+        self._client = client
+        self._prefix = f"{namespace}:result"
+
+    async def append(self, command_id: str, item: bytes, ttl_s: float) -> None:
+        _check_ttl(ttl_s)
+        key = f"{self._prefix}:{command_id}"
+        with reaching("results"):
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.rpush(key, item)
+                pipe.pexpire(key, ttl_ms(ttl_s))
+                await pipe.execute()
+
+    async def read(self, command_id: str) -> list[bytes]:
+        with reaching("results"):
+            items = await self._client.lrange(f"{self._prefix}:{command_id}", 0, -1)
+        return cast(list[bytes], items)  # the client does not decode responses
 
 
-class MemoryResultStore(MemoryRecords):
-    """One process's outcomes; past ``max_entries`` the oldest are dropped, which can only cost
-    a second provider call for a very old redelivery."""
+class MemoryResultStore:
+    """One process's logs; past ``max_entries`` commands the oldest logs are dropped, which can
+    only cost a second decision for a very old redelivery."""
 
     def __init__(
         self, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        super().__init__(max_entries, clock)
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
+        self._max_entries = max_entries
+        self._clock = clock
+        self._logs: dict[str, tuple[list[bytes], float]] = {}  # insertion order = first write
+
+    async def append(self, command_id: str, item: bytes, ttl_s: float) -> None:
+        _check_ttl(ttl_s)
+        items = await self.read(command_id)
+        self._logs.pop(command_id, None)
+        self._logs[command_id] = ([*items, item], self._clock() + ttl_s)
+        while len(self._logs) > self._max_entries:
+            del self._logs[next(iter(self._logs))]
+
+    async def read(self, command_id: str) -> list[bytes]:
+        entry = self._logs.get(command_id)
+        if entry is None:
+            return []
+        items, expires_at = entry
+        if self._clock() >= expires_at:
+            del self._logs[command_id]
+            return []
+        return list(items)

@@ -1,0 +1,80 @@
+"""Waiting for a run: its events in order up to the terminal one, from the live hub, or, when
+the run may have ended before this request started watching (an idempotent retry), from
+wherever its terminal event is already known: the idempotency record, this replica's recent
+events, the projections."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from api.errors import ApiError
+from api.event_hub import Event, RunWatch
+from api.history import ProjectionsUnavailable
+from api.idempotency import IdempotencyRecord
+from api.run_view import TERMINAL
+from api.services import Services
+from streams.errors import ErrorCode
+
+__all__ = ["known_terminal", "run_events", "terminal_event"]
+
+log = logging.getLogger("api")
+
+
+async def run_events(
+    watch: RunWatch, deadline: float, earlier: list[Event] | None = None
+) -> AsyncIterator[Event]:
+    """``earlier`` then the live events, each once (redeliveries carry the same id), ending
+    with the terminal event; past ``deadline`` (loop time) ``DEADLINE_EXCEEDED`` (504): the
+    run itself goes on and can be read from ``/v1/runs`` later."""
+    seen: set[str] = set()
+    loop = asyncio.get_running_loop()
+    pending = list(earlier or [])
+    while True:
+        if pending:
+            event = pending.pop(0)
+        else:
+            try:
+                event = await asyncio.wait_for(watch.events.get(), deadline - loop.time())
+            except TimeoutError:
+                raise ApiError(
+                    ErrorCode.DEADLINE_EXCEEDED,
+                    "no answer before the deadline; the run goes on: "
+                    f"GET /v1/runs/{watch.correlation_id}",
+                ) from None
+        if event["event_id"] in seen:
+            continue
+        seen.add(event["event_id"])
+        yield event
+        if event["event_type"] in TERMINAL:
+            return
+
+
+async def terminal_event(
+    watch: RunWatch, deadline: float, earlier: list[Event] | None = None
+) -> Event:
+    async for event in run_events(watch, deadline, earlier):
+        if event["event_type"] in TERMINAL:
+            return event
+    raise AssertionError("run_events ends with a terminal event or raises")
+
+
+async def known_terminal(
+    services: Services, tenant: str, record: IdempotencyRecord
+) -> Event | None:
+    """The run's terminal event if it already happened somewhere we can see."""
+    if record.result is not None:
+        return record.result
+    correlation_id = record.correlation_id
+    for item in reversed(services.recent.of_run(tenant, correlation_id)):
+        if item.event["event_type"] in TERMINAL:
+            return dict(item.event)
+    try:
+        events = await services.history.run_events(
+            tenant, correlation_id, services.config.feed.history_limit
+        )
+    except ProjectionsUnavailable as error:
+        log.warning("projections unavailable for %s: %s", correlation_id, error)
+        return None
+    return next((e for e in reversed(events) if e["event_type"] in TERMINAL), None)

@@ -1,0 +1,127 @@
+"""Everything a request may use, built once per process from settings and config and closed at
+shutdown: the key ring, the limiter and idempotency store (Redis or memory), the event hub and
+command publisher (Kafka), the projections reader and the live feed."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from redis.asyncio import Redis
+
+from api.auth import KeyRing, Principal
+from api.config import ApiConfig
+from api.errors import ApiError
+from api.event_hub import EventHub
+from api.feed import Feed
+from api.history import EventHistory
+from api.idempotency import IdempotencyStore, MemoryIdempotencyStore, RedisIdempotencyStore
+from api.publisher import CommandPublisher
+from api.rate_limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from api.recent_events import RecentEvents
+from api.redis_client import connect_redis
+from api.settings import ApiSettings
+from schemas import default_catalog
+from streams.envelope import WriterIdentity
+from streams.errors import ErrorCode
+from streams.topics import TopicCatalog
+from streams.wiring import serde_for, topics_for
+
+__all__ = ["Kafka", "Services", "authenticated", "running_services", "services_of"]
+
+
+@dataclass(frozen=True)
+class Kafka:
+    hub: EventHub
+    publisher: CommandPublisher
+    feed: Feed
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: ApiSettings
+    config: ApiConfig
+    keys: KeyRing
+    limiter: RateLimiter
+    idempotency: IdempotencyStore
+    history: EventHistory
+    recent: RecentEvents
+    writer: WriterIdentity
+    kafka_link: Kafka | None  # None without KAFKA_BOOTSTRAP_SERVERS
+
+    def kafka(self) -> Kafka:
+        """The Kafka side, or 503 while there is none or its consumer is not positioned yet
+        (a reply could be missed, so no command may go out)."""
+        if self.kafka_link is None:
+            raise ApiError(ErrorCode.DEPENDENCY_UNAVAILABLE, "KAFKA_BOOTSTRAP_SERVERS is not set")
+        if not self.kafka_link.hub.ready:
+            raise ApiError(ErrorCode.DEPENDENCY_UNAVAILABLE, "event bus not reachable yet")
+        return self.kafka_link
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+_BEARER = HTTPBearer(auto_error=False, description="An API key listed in configs/api.yaml")
+
+
+async def authenticated(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)]
+) -> Principal:
+    """The caller; 401 unless a valid key is presented (or dev mode admits keyless calls).
+    ``_`` only declares the scheme in the OpenAPI document."""
+    return services_of(request).keys.authenticate(request.headers.get("authorization"))
+
+
+def event_topics(topics: TopicCatalog) -> list[str]:
+    """Topics that carry events (not commands): what the hub reads."""
+    catalog = default_catalog()
+    return [
+        topic.name
+        for topic in topics.topics
+        if topic.carries and all(catalog.latest(t).kind == "event" for t in topic.carries)
+    ]
+
+
+@contextlib.asynccontextmanager
+async def running_services(settings: ApiSettings, config: ApiConfig) -> AsyncIterator[Services]:
+    redis: Redis | None = connect_redis(settings.redis_url) if settings.redis_url else None
+    ttl = config.chat.idempotency_ttl_s
+    history = EventHistory(settings.clickhouse_url, settings.clickhouse_database)
+    recent = RecentEvents(config.feed.tenant_buffer)
+    topics = topics_for(settings.streams)
+    kafka = None
+    bootstrap = settings.streams.kafka_bootstrap_servers
+    if bootstrap:
+        serde = serde_for(settings.streams)
+        hub = EventHub(bootstrap, serde, event_topics(topics))
+        publisher = CommandPublisher(bootstrap, serde, topics, config.chat.publish_timeout_s)
+        kafka = Kafka(hub, publisher, Feed(hub, recent, history, config.feed))
+        hub.start()
+        publisher.start()
+    try:
+        yield Services(
+            settings=settings,
+            config=config,
+            keys=KeyRing(config, settings.auth_mode == "dev"),
+            limiter=RedisRateLimiter(redis) if redis else MemoryRateLimiter(),
+            idempotency=RedisIdempotencyStore(redis, ttl) if redis else MemoryIdempotencyStore(ttl),
+            history=history,
+            recent=recent,
+            writer=WriterIdentity("api", 5, settings.streams.env),
+            kafka_link=kafka,
+        )
+    finally:
+        if kafka is not None:
+            kafka.feed.stop()
+            await kafka.publisher.aclose()
+            await kafka.hub.stop()
+        await history.aclose()
+        if redis is not None:
+            await redis.aclose()

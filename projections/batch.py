@@ -1,0 +1,132 @@
+"""Batches: messages collected by size and time, cut per Kafka partition, decoded into rows.
+
+A batch is one offset range of one partition, so its content is fixed by the log: after a
+crash the same range decodes to the same rows and the same deduplication token, whichever
+replica owns the partition by then (docs/PROJECTIONS.md, "Exactly once per event")."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from confluent_kafka import Consumer, KafkaError, Message
+
+from projections.rows import event_row
+from streams.offsets import PartitionKey
+from streams.serde import AvroSerde, DecodeError
+
+__all__ = ["EventRow", "PartitionBatch", "collect", "decode_batch"]
+
+log = logging.getLogger("projections.batch")
+_PARTITION_EOF = getattr(KafkaError, "_PARTITION_EOF")  # noqa: B009 - librdkafka's own name
+
+Poison = Callable[[Message, str], None]
+
+
+@dataclass(frozen=True)
+class EventRow:
+    event_id: str
+    tenant_id: str
+    correlation_id: str
+    timestamp: datetime
+    line: str
+
+
+@dataclass(frozen=True)
+class PartitionBatch:
+    """Offsets ``[start, end)`` of one partition; ``rows`` holds the first occurrence of each
+    ``event_id`` in it (undecodable messages were handed to the poison callback)."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+    rows: tuple[EventRow, ...]
+    messages: int
+    poison: int
+
+    @property
+    def key(self) -> PartitionKey:
+        return (self.topic, self.partition)
+
+    @property
+    def token(self) -> str:
+        """The insert deduplication token: the range, plus a digest of its ids so a topic
+        recreated under the same name never matches an old token."""
+        digest = hashlib.sha1(
+            "\n".join(r.event_id for r in self.rows).encode(), usedforsecurity=False
+        )
+        return f"{self.topic}/{self.partition}/{self.start}-{self.end}/{digest.hexdigest()[:16]}"
+
+    @property
+    def batch_id(self) -> int:
+        """The token as the 64-bit number stored with each row (cheap to read back)."""
+        digest = hashlib.sha1(self.token.encode(), usedforsecurity=False).digest()
+        return int.from_bytes(digest[:8], "big")
+
+
+def collect(
+    consumer: Consumer, max_messages: int, max_wait_s: float
+) -> tuple[list[Message], dict[PartitionKey, int]]:
+    """Up to ``max_messages`` within ``max_wait_s``, and the partitions that reported their end
+    (``enable.partition.eof``) with the offset they reached."""
+    deadline = time.monotonic() + max_wait_s
+    messages: list[Message] = []
+    ends: dict[PartitionKey, int] = {}
+    while len(messages) < max_messages:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        for message in consumer.consume(max_messages - len(messages), remaining):
+            error = message.error()
+            if error is None:
+                messages.append(message)
+            elif error.code() == _PARTITION_EOF:
+                ends[(str(message.topic()), int(message.partition() or 0))] = int(
+                    message.offset() or 0
+                )
+            else:
+                log.warning("consume error: %s", error.str())
+        if ends:
+            break  # a caller waiting for the end of the log wants to know now
+    return messages, ends
+
+
+def decode_batch(messages: list[Message], serde: AvroSerde, poison: Poison) -> PartitionBatch:
+    """``messages``: consecutive messages of one partition, in offset order."""
+    first, last = messages[0], messages[-1]
+    seen: set[str] = set()
+    rows = []
+    poisoned = 0
+    for message in messages:
+        try:
+            envelope = serde.decode(message.value() or b"")
+        except DecodeError as exc:
+            poison(message, f"DecodeError: {exc}")
+            poisoned += 1
+            continue
+        if envelope.message_id in seen:
+            continue
+        seen.add(envelope.message_id)
+        rows.append(
+            EventRow(
+                envelope.message_id,
+                envelope.tenant_id,
+                envelope.correlation_id,
+                envelope.timestamp,
+                event_row(envelope),
+            )
+        )
+    return PartitionBatch(
+        topic=str(first.topic()),
+        partition=int(first.partition() or 0),
+        start=int(first.offset() or 0),
+        end=int(last.offset() or 0) + 1,
+        rows=tuple(rows),
+        messages=len(messages),
+        poison=poisoned,
+    )

@@ -1,0 +1,108 @@
+"""Inserts partition batches into an events table so that each ``event_id`` lands once.
+
+Per batch: drop the ids the table already holds for the batch's runs (a run's duplicates always
+arrive on its one partition, in order, so its earlier copies are already inserted), ignoring
+rows this very batch wrote in an earlier attempt (``batch_id``); then insert with the batch's
+deduplication token. Every attempt computes the same rows and token, so a retry after a failed
+or half-applied insert (events written, a materialized view not) completes exactly what is
+missing: ClickHouse skips the blocks, per table and per view, that it already has."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+
+from projections.batch import PartitionBatch
+from projections.metrics import (
+    BATCH_SECONDS,
+    DUPLICATES_DROPPED,
+    INSERT_FAILURES,
+    PROJECTION_LAG,
+    PROJECTION_LAG_SECONDS,
+    ROWS_INSERTED,
+)
+from projections.rows import INSERT_SETTINGS
+from projections.store import ProjectionStore, StoreError, sql_string
+
+__all__ = ["EventWriter", "WriteInterrupted"]
+
+log = logging.getLogger("projections.writer")
+
+
+class WriteInterrupted(RuntimeError):
+    """Stopping was requested while the store kept failing; the batch is not durable."""
+
+
+class EventWriter:
+    """Writes into ``table`` (``database.events`` or a replay's shadow), retrying a failing
+    store with exponential backoff until it succeeds or ``stopping`` is set."""
+
+    def __init__(
+        self,
+        store: ProjectionStore,
+        table: str,
+        stopping: threading.Event,
+        *,
+        live: bool,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._table = table
+        self._label = table.rsplit(".", 1)[-1]
+        self._stopping = stopping
+        self._live = live
+        self._max_backoff_s = max_backoff_s
+
+    def write(self, batch: PartitionBatch) -> int:
+        """Returns the number of rows sent (duplicates excluded; a retry after a half-applied
+        attempt sends, and counts, the same rows again: ClickHouse keeps what it has)."""
+        started = time.monotonic()
+        delay = 0.1
+        while True:
+            try:
+                inserted = self._write_once(batch)
+                break
+            except StoreError as exc:
+                INSERT_FAILURES.labels(self._label).inc()
+                log.warning("insert into %s failed, retrying in %.1fs: %s", self._table, delay, exc)
+                if self._stopping.wait(delay):
+                    raise WriteInterrupted(f"{batch.token} not written") from exc
+                delay = min(delay * 2, self._max_backoff_s)
+        BATCH_SECONDS.labels(self._label).observe(time.monotonic() - started)
+        ROWS_INSERTED.labels(self._label).inc(inserted)
+        DUPLICATES_DROPPED.labels(self._label).inc(batch.messages - batch.poison - inserted)
+        if self._live and inserted:
+            self._observe_lag(batch)
+        return inserted
+
+    def _write_once(self, batch: PartitionBatch) -> int:
+        present = self._present(batch)
+        fresh = [row for row in batch.rows if row.event_id not in present]
+        if not fresh:
+            return 0
+        suffix = f',"batch_id":{batch.batch_id}}}'
+        lines = "\n".join(row.line[:-1] + suffix for row in fresh)
+        self._store.insert(
+            self._table, lines, {**INSERT_SETTINGS, "insert_deduplication_token": batch.token}
+        )
+        return len(fresh)
+
+    def _present(self, batch: PartitionBatch) -> set[str]:
+        runs = sorted({(row.tenant_id, row.correlation_id) for row in batch.rows})
+        if not runs:
+            return set()
+        keys = ", ".join(f"({sql_string(t)}, {sql_string(c)})" for t, c in runs)
+        rows = self._store.rows(
+            f"SELECT event_id FROM {self._table} "  # noqa: S608
+            f"WHERE (tenant_id, correlation_id) IN ({keys}) AND batch_id != {batch.batch_id}"
+        )
+        return {str(row["event_id"]) for row in rows}
+
+    def _observe_lag(self, batch: PartitionBatch) -> None:
+        now = datetime.now(UTC)
+        newest = max(row.timestamp for row in batch.rows)
+        oldest = min(row.timestamp for row in batch.rows)
+        PROJECTION_LAG.labels(self._label).set((now - newest).total_seconds())
+        PROJECTION_LAG_SECONDS.labels(self._label).observe((now - oldest).total_seconds())

@@ -1,0 +1,161 @@
+"""The API's contracts: the OpenAPI document (errors and auth on every operation), responses
+and stream chunks that the official ``openai`` types accept, commands that fit their Avro
+schema, and docs/API.md naming every error code the API can return."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from api.app import create_app
+from api.chat_mapping import command_payload, completion_of
+from api.chat_schema import ChatCompletionRequest
+from api.errors import HttpErrorCode
+from api.feed import CLOSE_CODES
+from api.run_view import envelope_json
+from api.settings import ApiSettings
+from api.sse import sse_chunks
+from schemas import default_catalog
+from streams.envelope import WriterIdentity, new_message
+from streams.errors import ErrorCode
+from streams.serde import AvroSerde, SingleObjectFraming
+from streams.settings import Settings
+from tests.factories import sample_envelope
+
+REPO = Path(__file__).resolve().parents[2]
+SERDE = AvroSerde(default_catalog(), SingleObjectFraming(default_catalog()))
+RICH_REQUEST = {
+    "model": "gpt-4.1-mini",
+    "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": [{"type": "text", "text": "weather?"}], "name": "ann"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "w", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "21C"},
+    ],
+    "tools": [{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}],
+    "tool_choice": {"type": "function", "function": {"name": "w"}},
+    "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {}}},
+    "stop": ["\n"],
+    "max_tokens": 64,
+    "temperature": 0.5,
+    "top_p": 0.9,
+    "user": "u-1",
+    "metadata": {"team": "x"},
+    "mode": "rag",
+    "budget": {"max_tokens": 1000, "max_cost_usd": 0.01},
+}
+
+
+def completed_event() -> dict[str, Any]:
+    envelope = sample_envelope(default_catalog().latest("llm.request.completed"), "req_1")
+    event = envelope_json(envelope)
+    event["payload"].update(
+        output_text="hello",
+        finish_reason="stop",
+        tool_calls_json=json.dumps(
+            [{"id": "c1", "type": "function", "function": {"name": "w", "arguments": "{}"}}]
+        ),
+    )
+    return event
+
+
+def test_every_operation_documents_structured_errors_and_bearer_auth() -> None:
+    app = create_app(ApiSettings(streams=Settings()))
+    document = app.openapi()
+    assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    error_schema = {"$ref": "#/components/schemas/ErrorBody"}
+    operations = {
+        f"{method.upper()} {path}": operation
+        for path, methods in document["paths"].items()
+        for method, operation in methods.items()
+    }
+    assert set(operations) == {
+        "POST /v1/chat/completions",
+        "POST /v1/workflows/submit",
+        "GET /v1/runs/{correlation_id}",
+        "GET /healthz",
+        "GET /readyz",
+        "GET /metrics",
+    }
+    for name, operation in operations.items():
+        if name.startswith(("POST /v1", "GET /v1")):
+            assert operation["security"] == [{"HTTPBearer": []}], name
+            for status in ("default", "401", "422"):
+                content = operation["responses"][status]["content"]["application/json"]
+                assert content["schema"] == error_schema, (name, status)
+
+
+def test_responses_and_chunks_parse_as_the_openai_types() -> None:
+    completion = ChatCompletion.model_validate(completion_of(completed_event()).model_dump())
+    assert completion.choices[0].message.tool_calls[0].function.name == "w"  # type: ignore[index]
+
+    async def events() -> AsyncIterator[dict[str, Any]]:
+        yield completed_event()
+
+    async def ended(_: Any) -> None:
+        return None
+
+    async def chunks() -> list[str]:
+        return [
+            line
+            async for line in sse_chunks(
+                events(),
+                correlation_id="req_1",
+                created=1,
+                model="auto",
+                include_usage=True,
+                on_terminal=ended,
+            )
+        ]
+
+    lines = asyncio.run(chunks())
+    for line in lines[:-1]:
+        ChatCompletionChunk.model_validate_json(line.removeprefix("data: "))
+    assert lines[-1] == "data: [DONE]\n\n"
+
+
+def test_commands_fit_their_avro_schemas() -> None:
+    request = ChatCompletionRequest.model_validate(RICH_REQUEST)
+    payload = command_payload(
+        request, deadline=datetime.now(UTC), idempotency_key="k", bypass_cache=True
+    )
+    writer = WriterIdentity("api", 5, "dev")
+    chat = new_message(
+        "llm.chat.requested", payload, correlation_id="c", tenant_id="t", writer=writer
+    )
+    decoded = SERDE.decode(SERDE.encode(chat)).payload
+    assert decoded["messages"][1]["content"] == "weather?"
+    assert json.loads(decoded["messages"][2]["tool_calls_json"])[0]["id"] == "c1"
+    assert json.loads(decoded["response_format_json"])["json_schema"]["schema"] == {}
+    assert decoded["metadata"] == {"team": "x", "user": "u-1"} and decoded["cache"] == "bypass"
+    workflow = {
+        "workflow": "w",
+        "input_json": "{}",
+        "idempotency_key": None,
+        "deadline": None,
+        "metadata": {},
+    }
+    message = new_message(
+        "workflow.run.requested", workflow, correlation_id="c", tenant_id="t", writer=writer
+    )
+    assert SERDE.decode(SERDE.encode(message)).payload["workflow"] == "w"
+
+
+def test_docs_name_every_error_code_and_close_code() -> None:
+    page = (REPO / "docs" / "API.md").read_text()
+    for code in [*ErrorCode, *HttpErrorCode]:
+        assert f"`{code.value}`" in page, code
+    for close in CLOSE_CODES.values():
+        assert f"`{close}`" in page, close

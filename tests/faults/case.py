@@ -1,0 +1,123 @@
+"""One fault case, the same way every time: start the processor, run steady load, let the
+fault strike, wait for every acknowledged command's terminal event, stop the processor, read
+the events topic to its end and count. The invariants every case must keep are asserted here;
+a case adds what is specific to its fault (which outcomes are allowed)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from streams.envelope import Envelope
+from streams.errors import RETRYABLE
+from streams.topics import TopicCatalog, ensure_topics, load_topic_catalog
+from tests.factories import chat_command
+from tests.faults.load import LoadShape, SteadyLoad
+from tests.faults.services import RedisServer, SupervisedProcessor
+from tests.faults.tally import REPORT, EventLog, Tally, count
+
+RATE = 100.0  # commands/s: steady and modest, so the 2-core machine is not the bottleneck
+DURATION_S = 15.0
+SERVED = frozenset({"completed", "completed via fallback"})
+# A transient failure tells the client to retry: acceptable under a fault, never a silent loss.
+RETRY_LATER = frozenset(f"failed {code.value} (retryable)" for code in RETRYABLE)
+_TERMINAL_TIMEOUT_S = 150.0
+
+
+@dataclass(frozen=True)
+class Rig:
+    """Where a case runs: a broker or cluster, a fresh topic namespace on it, a Redis of its
+    own, a scratch dir and the processor's extra environment."""
+
+    bootstrap: str
+    topics: TopicCatalog
+    redis: RedisServer
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Strike:
+    """What a fault can reach while the load runs."""
+
+    load: SteadyLoad
+    processor: SupervisedProcessor
+    shape: LoadShape
+
+    def at_fraction(self, fraction: float) -> None:
+        """Block until that share of the load is acknowledged: "mid-load", by count."""
+        self.load.wait_accepted(int(self.shape.total * fraction))
+
+
+def fresh_topics(bootstrap: str, replication_factor: int = 1) -> TopicCatalog:
+    """The repo's catalog under a new prefix, created with ``replication_factor``."""
+    catalog = load_topic_catalog(prefix=f"f{uuid.uuid4().hex[:10]}.")
+    defaults = catalog.defaults.model_copy(update={"replication_factor": replication_factor})
+    catalog = catalog.model_copy(update={"defaults": defaults})
+    ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), catalog)
+    return catalog
+
+
+def chat_load(stream: bool = False) -> Callable[[int], Envelope]:
+    """Distinct prompts (no cache hits), one run each, as the API would send them."""
+    run = uuid.uuid4().hex[:8]
+    return lambda i: chat_command(f"{run}-{i}", stream=stream)
+
+
+def run_case(
+    case: str,
+    rig: Rig,
+    fault: Callable[[Strike], None],
+    *,
+    allowed: Collection[str] = SERVED | RETRY_LATER,
+    shape: LoadShape | None = None,
+) -> Tally:
+    """Run ``fault`` under load and assert: every acknowledged command has exactly one
+    distinct terminal event id, duplicates are exact, nothing is lost, every outcome is in
+    ``allowed`` (by default: served, or a failure the client may retry), and the processor
+    ends cleanly. The row goes to the session's table."""
+    shape = shape or LoadShape(RATE, DURATION_S, chat_load())
+    started = time.monotonic()
+    env = {"REDIS_URL": rig.redis.url, **rig.env}
+    group = f"faults-{uuid.uuid4().hex[:8]}"
+    events = EventLog(rig.bootstrap, rig.topics)
+    try:
+        with SupervisedProcessor(
+            rig.bootstrap, rig.topics, group, rig.workdir / "processor.log", env
+        ) as processor:
+            load = SteadyLoad(rig.bootstrap, rig.topics, shape)
+            _warm_up(load, events, shape)
+            fault(Strike(load.start(), processor, shape))
+            deliveries = load.finish()
+            events.wait_for_terminals(deliveries.accepted, _TERMINAL_TIMEOUT_S)
+            exit_code = processor.stop()
+        events.read_to_end()
+        tally = count(
+            case, deliveries, events.envelopes, len(processor.exits), time.monotonic() - started
+        )
+    finally:
+        events.close()
+    REPORT.append(tally)
+    print(" | ".join(tally.cells()))
+    context = f"{tally}\nexits: {processor.exits}\nprocessor log:\n{processor.log_tail()}"
+    assert exit_code == 0, context
+    assert tally.accepted > 0, context
+    assert tally.refused == 0, context  # the producer retries through every fault here
+    assert tally.lost == 0, context
+    assert set(tally.outcomes) <= set(allowed), context
+    assert tally.split == 0, context
+    assert tally.inexact == 0, context
+    return tally
+
+
+def _warm_up(load: SteadyLoad, events: EventLog, shape: LoadShape) -> None:
+    """One command answered before the load starts: the group has joined and the pipeline is
+    built, so the first second of load does not queue behind start-up."""
+    warm_up = shape.make(-1)
+    load.prime(warm_up)
+    assert events.wait_for_terminals([warm_up.message_id], _TERMINAL_TIMEOUT_S), "no warm-up"

@@ -1,0 +1,138 @@
+"""The projection tables on the real engine, without Kafka: migrations, order-independent and
+idempotent run state and metrics, and the writer's exactly-once inserts."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+from bench.projector_workload import mixed_events
+from projections import MigrationError, table_digests
+from projections.migrator import load_migrations, migrate
+from projections.rows import INSERT_SETTINGS
+from projections.writer import EventWriter
+from tests.integration.test_projections_support import (
+    START,
+    ProjectionDb,
+    batch_of,
+    projection_db,
+    write,
+)
+
+
+def rows(db: ProjectionDb, sql: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in db.reader.query(sql, "JSONEachRow").decode().splitlines()]
+
+
+def test_migrations_apply_once_and_refuse_an_edited_file(tmp_path: Path) -> None:
+    with projection_db(tmp_path) as db:
+        assert migrate(db.store, db.database, 30) == []
+        tables = {
+            r["name"]
+            for r in rows(db, "SELECT name FROM system.tables WHERE database = currentDatabase()")
+        }
+        assert {
+            "events",
+            "runs",
+            "runs_latest",
+            "metrics_minute",
+            "eval_results",
+            "alerts",
+        } <= tables
+        edited = [
+            m if m.version != 2 else type(m)(m.version, m.name, m.template + "\n-- edited\n")
+            for m in load_migrations()
+        ]
+        with pytest.raises(MigrationError, match="0002_runs changed"):
+            migrate(db.store, db.database, 30, edited)
+
+
+def test_events_ttl_follows_the_setting(tmp_path: Path) -> None:
+    with projection_db(tmp_path) as db:
+        migrate(db.store, db.database, 7)
+        (table,) = rows(
+            db,
+            "SELECT engine_full FROM system.tables "
+            "WHERE database = currentDatabase() AND name = 'events'",
+        )
+        assert "toIntervalDay(7)" in str(table["engine_full"])
+
+
+def test_any_order_duplicates_and_late_events_give_the_same_tables(tmp_path: Path) -> None:
+    """Runs never regress: terminal events written before a run's start, events repeated in
+    later batches, any batching: identical finalized tables."""
+    events = mixed_events(3000, START, seed=3)
+    shuffled = list(events)
+    random.Random(5).shuffle(shuffled)
+    repeated = shuffled + list(reversed(events))  # every event twice, the copies much later
+    with projection_db(tmp_path) as db:
+        write(db, events, batch_size=500)
+        backwards = db.sibling("backwards")
+        write(backwards, list(reversed(events)), batch_size=300)
+        twice = db.sibling("twice")
+        write(twice, repeated, batch_size=700)
+        reference = table_digests(db.reader, db.database)
+        assert table_digests(backwards.reader, backwards.database) == reference
+        assert table_digests(twice.reader, twice.database) == reference
+        assert twice.count() == len(events)
+
+        completed = next(e for e in reversed(events) if e.message_type == "llm.request.completed")
+        (run,) = rows(
+            backwards,
+            "SELECT status, latency_ms, provider, cost_usd FROM runs_latest "  # noqa: S608
+            f"WHERE correlation_id = '{completed.correlation_id}'",
+        )
+        assert run["status"] == "completed"
+        assert run["latency_ms"] == completed.payload["latency_ms"]
+        assert run["provider"] == completed.payload["provider"]
+        assert run["cost_usd"] == pytest.approx(completed.payload["cost_usd"], abs=1e-9)
+
+        db.store.command(f"OPTIMIZE TABLE {db.database}.runs FINAL")
+        db.store.command(f"OPTIMIZE TABLE {db.database}.metrics_minute FINAL")
+        assert table_digests(db.reader, db.database) == reference
+
+
+def test_run_state_is_idempotent_even_without_deduplication(tmp_path: Path) -> None:
+    """The same rows inserted twice past the writer (no duplicate check, no token): runs stay
+    identical by construction; the metric sums double, which is why the writer drops
+    duplicates (ReplacingMergeTree may even merge the raw rows away, the views saw them)."""
+    events = mixed_events(2000, START, seed=4)
+    rows_of = batch_of(events, 0).rows
+    lines, again = ("\n".join(r.line[:-1] + f',"batch_id":{n}}}' for r in rows_of) for n in (1, 2))
+    with projection_db(tmp_path) as db:
+        once = db.sibling("once")
+        table = f"{db.database}.events"
+        db.store.insert(table, lines, INSERT_SETTINGS)
+        db.store.insert(table, again, INSERT_SETTINGS)
+        once.store.insert(f"{once.database}.events", lines, INSERT_SETTINGS)
+        twice, single = (
+            table_digests(db.reader, db.database),
+            table_digests(once.reader, once.database),
+        )
+        assert twice["runs"] == single["runs"]
+        assert twice["metrics_minute"] != single["metrics_minute"]
+
+
+def test_retry_after_a_half_applied_insert_completes_only_what_is_missing(tmp_path: Path) -> None:
+    """The insert reached ``events`` and the metrics view but not the runs view (the engine
+    writes the source part before the views finish). Retrying the same batch fills ``runs``
+    and doubles nothing."""
+    events = mixed_events(3000, START, seed=6)
+    with projection_db(tmp_path) as db:
+        clean = db.sibling("clean")
+        write(clean, events, batch_size=1000)
+        writer = EventWriter(db.store, f"{db.database}.events", threading.Event(), live=False)
+        batch = batch_of(events, 0)
+        db.store.command(f"DETACH TABLE {db.database}.runs_mv")
+        writer.write(batch)
+        db.store.command(f"ATTACH TABLE {db.database}.runs_mv")
+        assert db.count() == len(batch.rows)
+        assert rows(db, "SELECT count() AS n FROM runs") == [{"n": 0}]
+
+        assert writer.write(batch) == len(batch.rows)  # the same rows and token again
+        assert table_digests(db.reader, db.database) == table_digests(clean.reader, clean.database)
+        assert writer.write(batch_of(events, 5000)) == 0  # a later redelivery: all duplicates

@@ -1,0 +1,108 @@
+"""The edge's pure parts: keys and dev mode, the error catalogue's HTTP mapping, the in-process
+rate limiter, strict request validation and the config loader's messages."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from api.auth import KeyRing, hash_key, new_key
+from api.chat_schema import ChatCompletionRequest
+from api.config import ApiConfig, RateLimits, load_api_config
+from api.errors import ApiError, HttpErrorCode, status_of
+from api.rate_limits import MemoryRateLimiter, estimate_tokens
+from streams.config import ConfigError
+from streams.errors import RETRYABLE, ErrorCode
+
+
+def config_with_key(key: str) -> ApiConfig:
+    return ApiConfig.model_validate(
+        {"auth": {"keys": [{"id": "k1", "tenant": "acme", "sha256": hash_key(key)}]}}
+    )
+
+
+def test_keys_are_looked_up_by_hash_and_dev_mode_only_admits_keyless_calls() -> None:
+    key = new_key()
+    ring = KeyRing(config_with_key(key), dev_mode=False)
+    assert ring.authenticate(f"Bearer {key}").tenant == "acme"
+    for bad in (None, "", "Basic abc", "Bearer ", f"Bearer {key}x"):
+        with pytest.raises(ApiError) as error:
+            ring.authenticate(bad)
+        assert error.value.status == 401
+        assert error.value.headers == {"WWW-Authenticate": "Bearer"}
+    dev = KeyRing(config_with_key(key), dev_mode=True)
+    assert dev.authenticate(None).tenant == "default"
+    with pytest.raises(ApiError):
+        dev.authenticate("Bearer typo")  # a presented key must still be valid
+
+
+def test_every_code_has_a_status_and_retryable_matches_the_catalogue() -> None:
+    for code in ErrorCode:
+        error = ApiError(code, "m")
+        assert 400 <= error.status < 600
+        assert error.retryable is (code in RETRYABLE)
+    assert status_of(ErrorCode.DEADLINE_EXCEEDED) == 504
+    assert status_of(ErrorCode.DEPENDENCY_UNAVAILABLE) == 503
+    assert status_of(ErrorCode.RATE_LIMITED) == 429
+    assert [status_of(c) for c in HttpErrorCode] == [401, 404, 405, 413, 409, 502]
+    assert ApiError(ErrorCode.INVALID_REQUEST, "m", status=422).status == 422
+
+
+def test_the_memory_limiter_refills_per_minute_and_carries_debt() -> None:
+    now = [0.0]
+    limiter = MemoryRateLimiter(clock=lambda: now[0])
+    limits = RateLimits(rpm=2, tpm=100)
+
+    def admit(tokens: int) -> float:
+        return asyncio.run(limiter.admit("k", limits, tokens))
+
+    assert admit(10) == 0 and admit(10) == 0
+    assert admit(10) == pytest.approx(30.0)  # one request refills in 60 / 2 s
+    now[0] = 30.0
+    assert admit(10) == 0
+    asyncio.run(limiter.correct("k", limits, 250))  # used 250 more than estimated: 90 -> -160
+    now[0] = 90.0  # a minute refills 100 tokens: -60, and the next 10 need 70 more
+    assert admit(10) == pytest.approx(42.0)
+    assert estimate_tokens([{"content": "x" * 400}], 50, limits) == 100  # capped at tpm
+
+
+def request(**fields: Any) -> ChatCompletionRequest:
+    return ChatCompletionRequest.model_validate(
+        {"messages": [{"role": "user", "content": "hi"}], **fields}
+    )
+
+
+def test_requests_are_validated_strictly() -> None:
+    assert request(max_tokens=5.0, stop="END").stop_sequences() == ["END"]
+    assert request(max_completion_tokens=7).completion_limit() == 7
+    for bad in (
+        {"max_tokens": "5"},
+        {"max_tokens": 0},
+        {"temperature": 3},
+        {"stop": ["a", "b", "c", "d", "e"]},
+        {"n": 2},
+        {"unknown": 1},
+        {"mode": "batch"},
+        {"response_format": {"type": "json_schema"}},
+        {"messages": []},
+        {"messages": [{"role": "tool", "content": "x"}]},
+        {"messages": [{"role": "assistant"}]},
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "u"}]}]},
+    ):
+        with pytest.raises(ValidationError):
+            request(**bad)
+
+
+def test_config_errors_name_file_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "api.yaml"
+    path.write_text("feed:\n  client_queue: 10\nauth:\n  keys:\n    - id: k\n      tenant: t\n")
+    with pytest.raises(ConfigError) as error:
+        load_api_config(path)
+    text = str(error.value)
+    assert f"{path}:2: feed.client_queue" in text
+    assert "auth.keys.0.sha256" in text
+    assert load_api_config(Path("configs/api.yaml")).auth.keys == []
