@@ -57,6 +57,7 @@ class ChatPipeline:
         self._providers = providers
         self._caller = caller
         self._cache = AnswerCache(stores)
+        self._running: dict[str, asyncio.Event] = {}
         self._wall_clock = wall_clock
 
     async def handle(self, command: Envelope) -> list[Envelope]:
@@ -64,7 +65,20 @@ class ChatPipeline:
         return [output async for output in self.stream(command)]
 
     async def stream(self, command: Envelope) -> AsyncIterator[Envelope]:
-        """The run's events as they happen, ending with its terminal event."""
+        """The run's events as they happen, ending with its terminal event. A command that is
+        already running here (redelivered after a rebalance while its first run goes on) waits
+        for that run, then resends its log: two runs of one command must never interleave."""
+        while (running := self._running.get(command.message_id)) is not None:
+            await running.wait()
+        finished = self._running[command.message_id] = asyncio.Event()
+        try:
+            async for output in self._stream_once(command):
+                yield output
+        finally:
+            del self._running[command.message_id]
+            finished.set()
+
+    async def _stream_once(self, command: Envelope) -> AsyncIterator[Envelope]:
         logged = await self._logged_outputs(command)
         if logged:  # redelivered after a crash: resend exactly what was sent, decide nothing
             for output in logged:
