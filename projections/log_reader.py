@@ -97,7 +97,8 @@ class LogReader:
             else:
                 beyond.add(key)
         for key, offset in ends.items():
-            self.positions[key] = max(self.positions[key], offset)
+            # The end of the log may lie past the target; what lies between was dropped above.
+            self.positions[key] = max(self.positions[key], min(offset, self.targets[key]))
         for key in beyond:
             self.positions[key] = max(self.positions[key], self.targets[key])
             self._consumer.seek(TopicPartition(*key, self.targets[key]))

@@ -45,6 +45,7 @@ def test_checksums_survive_a_full_rebuild_and_a_second_delivery(
                 db.store, serde(), bootstrap, event_topics(topics, serde()), db.database, live=live
             )
             wait_until(lambda: db.count() >= EVENTS, 120, "100,000 events projected")
+            wait_committed(bootstrap, group, topics)  # every insert returned, views included
             assert_projected_exactly(db.reader, events)
             projected = table_digests(db.reader, db.database)
             assert projected["runs"].split(":")[0] == str(len({e.correlation_id for e in events}))

@@ -8,12 +8,15 @@ import uuid
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Message
 
 from bench.projector_workload import mixed_events
 from projections import Replay, ReplayRequest, event_topics
+from projections.log_reader import LogReader
 from projections.projector import Projector
 from projections.store import SqlReader
 from streams import TopicCatalog
+from tests.integration.kafka_reading import end_offsets
 from tests.integration.test_projections_support import (
     START,
     ProjectionDb,
@@ -25,6 +28,7 @@ from tests.integration.test_projections_support import (
     running_projector,
     scalar,
     serde,
+    wait_committed,
     wait_until,
 )
 
@@ -68,11 +72,13 @@ def test_a_replay_swaps_complete_tables_while_readers_read(
     produce(bootstrap, events_topic(topics), encode(events))
     runs = len({e.correlation_id for e in events})
     seen: list[tuple[int, int]] = []
+    group = f"p-{uuid.uuid4().hex[:8]}"
     with (
         projection_db(tmp_path) as db,
-        running_projector(db, bootstrap, topics) as projector,
+        running_projector(db, bootstrap, topics, group) as projector,
     ):
         wait_until(lambda: db.count() >= len(events), 60, "projection")
+        wait_committed(bootstrap, group, topics)
         before = db.checksum()
         reading = threading.Event()
         reader = db.store.reader(db.database)
@@ -104,9 +110,10 @@ def test_a_replay_loses_nothing_the_live_projector_writes_meanwhile(
     topic = events_topic(topics)
     first, rest = encode(events[:8000]), encode(events[8000:])
     produce(bootstrap, topic, first)
+    group = f"p-{uuid.uuid4().hex[:8]}"
     with (
         projection_db(tmp_path) as db,
-        running_projector(db, bootstrap, topics) as projector,
+        running_projector(db, bootstrap, topics, group) as projector,
     ):
         wait_until(lambda: db.count() >= 8000, 60, "the first half")
 
@@ -121,6 +128,7 @@ def test_a_replay_loses_nothing_the_live_projector_writes_meanwhile(
         finally:
             producer.join()
         wait_until(lambda: db.count() >= len(events), 60, "the second half")
+        wait_committed(bootstrap, group, topics)
         assert_projected_exactly(db.reader, events)
         live = db.checksum()
     with projection_db(tmp_path) as db:
@@ -133,9 +141,11 @@ def test_a_replay_from_a_timestamp_or_of_some_tables_changes_nothing(
 ) -> None:
     events = mixed_events(8000, START, seed=23)
     produce(bootstrap, events_topic(topics), encode(events))
+    group = f"p-{uuid.uuid4().hex[:8]}"
     with projection_db(tmp_path) as db:
-        with running_projector(db, bootstrap, topics, group=f"p-{uuid.uuid4().hex[:6]}") as live:
+        with running_projector(db, bootstrap, topics, group) as live:
             wait_until(lambda: db.count() >= len(events), 60, "projection")
+            wait_committed(bootstrap, group, topics)
             before = db.checksum()
             middle = events[len(events) // 2].timestamp
             replay(db, bootstrap, topics, ReplayRequest(("runs",), middle), live=live)
@@ -145,3 +155,33 @@ def test_a_replay_from_a_timestamp_or_of_some_tables_changes_nothing(
         with pytest.raises(ValueError, match="cannot rebuild alerts"):
             replay(db, bootstrap, topics, ReplayRequest(("alerts",)))
         assert shadows(db.reader) == 0
+
+
+def test_the_log_reader_stops_at_its_targets_and_resumes_exactly_there(
+    bootstrap: str, topics: TopicCatalog
+) -> None:
+    """Messages past the snapshot are fetched together with the end of the log; the reader
+    parks each partition at its target and reads exactly the rest once the target is raised."""
+    events = mixed_events(600, START, seed=24)
+    topic = events_topic(topics)
+    produce(bootstrap, topic, encode(events[:400]))
+    reader = LogReader(bootstrap, [topic])
+    try:
+        produce(bootstrap, topic, encode(events[400:]))  # past the snapshot
+        seen = read_all(reader)
+        assert len(seen) == 400
+        reader.raise_targets({(topic, p): end for p, end in end_offsets(bootstrap, topic).items()})
+        seen += read_all(reader)
+    finally:
+        reader.close()
+    offsets = sorted((m.partition(), m.offset()) for m in seen)
+    assert len(offsets) == len(set(offsets)) == len(events)
+
+
+def read_all(reader: LogReader) -> list[Message]:
+    messages: list[Message] = []
+    for _ in range(200):  # bounded: each read waits at most 0.2 s
+        if reader.finished():
+            return messages
+        messages += reader.read(1000, 0.2)
+    raise AssertionError("the reader never reached its targets")

@@ -246,6 +246,9 @@ def assert_projected_exactly(reader: SqlReader, events: Sequence[Envelope]) -> N
 
 
 def project(db: ProjectionDb, bootstrap: str, topics: TopicCatalog, expected: int) -> None:
+    """Run a projector until every event is in and every offset committed: an offset is
+    committed only once its insert returned, views included (a reader can see a batch's
+    events a moment before the views have written its runs and metrics)."""
     group = f"p-{uuid.uuid4().hex[:8]}"
     with running_projector(db, bootstrap, topics, group):
         wait_until(lambda: db.count() >= expected, 60, f"{expected} events projected")
