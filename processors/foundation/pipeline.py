@@ -257,7 +257,7 @@ class ChatPipeline:
             await self._stores.results.append(command.message_id, entry.encode(), RESULT_TTL_S)
         except StoreUnavailable:
             log.warning(
-                "run log not written: a redelivery would decide again",
+                "run log not shared: a redelivery to another replica would decide again",
                 extra={"correlation_id": command.correlation_id},
             )
 

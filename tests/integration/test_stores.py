@@ -16,6 +16,8 @@ import pytest
 from processors.foundation.config import BreakerSettings, TenantBudget
 from processors.foundation.stores import (
     BudgetRejection,
+    LayeredResultStore,
+    MemoryResultStore,
     Reservation,
     Stores,
     StoreUnavailable,
@@ -404,7 +406,6 @@ def every_method(stores: Stores) -> list[Callable[[], Awaitable[object]]]:
         lambda: stores.cache.put("k", b"v", 1),
         lambda: stores.breakers.acquire(KEY, BREAKER, NOW),
         lambda: stores.breakers.record(KEY, False, BREAKER, NOW),
-        lambda: stores.results.read("c"),
         lambda: stores.results.append("c", b"v", 1),
     ]
 
@@ -423,3 +424,26 @@ async def test_unreachable_redis_raises_store_unavailable_promptly(
             assert time.monotonic() - started < 1.0
     finally:
         await stores.aclose()
+
+
+async def test_a_run_log_redis_missed_is_still_read_back_by_this_process() -> None:
+    stores = connect(f"redis://127.0.0.1:{free_ports(1)[0]}/0")
+    try:
+        for item in (b"first", b"second"):
+            with pytest.raises(StoreUnavailable):
+                await stores.results.append("cmd", item, 60)
+        assert await stores.results.read("cmd") == [b"first", b"second"]
+        assert await stores.results.read("other") == []
+    finally:
+        await stores.aclose()
+
+
+async def test_a_run_log_read_takes_the_log_that_knows_more() -> None:
+    shared, local = MemoryResultStore(), MemoryResultStore()
+    layered = LayeredResultStore(shared, local)
+    await local.append("mine", b"sent", 60)  # Redis missed it
+    await shared.append("theirs", b"one", 60)  # another replica went further
+    await shared.append("theirs", b"two", 60)
+    await local.append("theirs", b"one", 60)
+    assert await layered.read("mine") == [b"sent"]
+    assert await layered.read("theirs") == [b"one", b"two"]

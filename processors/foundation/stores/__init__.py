@@ -32,6 +32,7 @@ from processors.foundation.stores.cache import (
 )
 from processors.foundation.stores.errors import StoreUnavailable
 from processors.foundation.stores.idempotency import (
+    LayeredResultStore,
     MemoryResultStore,
     RedisResultStore,
     ResultStore,
@@ -49,6 +50,7 @@ __all__ = [
     "BudgetLedger",
     "BudgetRejection",
     "CircuitBreakerStore",
+    "LayeredResultStore",
     "MemoryBudgetLedger",
     "MemoryCircuitBreakerStore",
     "MemoryResponseCache",
@@ -69,6 +71,11 @@ __all__ = [
     "Transition",
     "connect",
 ]
+
+
+# Commands whose outputs this process keeps besides Redis: enough for every command in flight
+# around a rebalance, which is when a redelivery comes back to the same process.
+LOCAL_RESULT_LOGS = 10_000
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,9 @@ def connect(
         RedisBudgetLedger(client, namespace),
         RedisResponseCache(client, namespace),
         RedisCircuitBreakerStore(client, namespace),
-        RedisResultStore(client, namespace),
+        LayeredResultStore(
+            RedisResultStore(client, namespace), MemoryResultStore(LOCAL_RESULT_LOGS)
+        ),
         RedisSemanticCacheStore(client, namespace),
         client,
     )

@@ -11,8 +11,9 @@ from typing import Protocol, cast
 from redis.asyncio import Redis
 
 from processors.foundation.stores._redis import DEFAULT_NAMESPACE, reaching, ttl_ms
+from processors.foundation.stores.errors import StoreUnavailable
 
-__all__ = ["MemoryResultStore", "RedisResultStore", "ResultStore"]
+__all__ = ["LayeredResultStore", "MemoryResultStore", "RedisResultStore", "ResultStore"]
 
 
 class ResultStore(Protocol):
@@ -83,3 +84,27 @@ class MemoryResultStore:
             del self._logs[command_id]
             return []
         return list(items)
+
+
+class LayeredResultStore:
+    """The shared log backed by this process's own copy: a Redis call that times out (a stalled
+    event loop, a Redis blip) must not make this process decide a redelivered command again, so
+    every output is also kept locally and a read prefers whichever log knows more. Only a
+    redelivery to another replica still depends on the shared log alone."""
+
+    def __init__(self, shared: ResultStore, local: ResultStore) -> None:
+        self._shared = shared
+        self._local = local
+
+    async def append(self, command_id: str, item: bytes, ttl_s: float) -> None:
+        """Raises ``StoreUnavailable`` when the shared log missed the item (kept locally)."""
+        await self._local.append(command_id, item, ttl_s)
+        await self._shared.append(command_id, item, ttl_s)
+
+    async def read(self, command_id: str) -> list[bytes]:
+        local = await self._local.read(command_id)
+        try:
+            shared = await self._shared.read(command_id)
+        except StoreUnavailable:
+            return local
+        return shared if len(shared) >= len(local) else local
