@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import chat, health, live, runs, workflows
+from api import analytics, chat, health, live, runs, workflows
 from api.config import load_api_config
 from api.errors import install_error_handlers
 from api.middleware import EdgeMiddleware
@@ -17,9 +17,9 @@ from api.settings import ApiSettings
 
 __all__ = ["create_app"]
 
-_DESCRIPTION = """OpenAI-compatible chat completions, workflow submission, run queries and a
-live WebSocket feed (`/v1/ws`, see docs/API.md), over the platform's event log. Every error is
-`{"error": {"code", "message", "retryable", "correlation_id"}}`."""
+_DESCRIPTION = """OpenAI-compatible chat completions, workflow submission, run queries, tenant
+analytics and a live WebSocket feed (`/v1/ws`, see docs/API.md), over the platform's event log.
+Every error is `{"error": {"code", "message", "retryable", "correlation_id"}}`."""
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -38,7 +38,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         description=_DESCRIPTION,
         lifespan=lifespan,
     )
-    for module in (chat, workflows, runs, live, health):
+    for module in (chat, workflows, runs, analytics, live, health):
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, max_body_bytes=config.limits.max_body_bytes)

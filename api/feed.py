@@ -28,8 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from api.config import FeedSettings
 from api.errors import error_payload
 from api.event_hub import EventHub, HubEvent
-from api.history import EventHistory, ProjectionsUnavailable
+from api.history import EventHistory
 from api.metrics import FEED_CLIENTS, FEED_DISCONNECTS
+from api.projections_client import ProjectionsUnavailable
 from api.recent_events import (
     FeedEvent,
     Mark,

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.errors import error_payload, error_responses
-from api.history import ProjectionsUnavailable
+from api.projections_client import ProjectionsUnavailable
 from api.services import Services, services_of
 from streams.errors import ErrorCode
 
@@ -78,7 +78,7 @@ def _broker_reachable(bootstrap_servers: str) -> str:
 
 async def _clickhouse(services: Services) -> str:
     try:
-        await services.history.ping()
+        await services.projections.ping()
     except ProjectionsUnavailable as error:
         return f"unreachable: {error}"
     return "ok"

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 
 from api.errors import ApiError
 from api.event_hub import Event, RunWatch
-from api.history import ProjectionsUnavailable
 from api.idempotency import IdempotencyRecord
+from api.projections_client import ProjectionsUnavailable
 from api.run_view import TERMINAL
 from api.services import Services
 from streams.errors import ErrorCode

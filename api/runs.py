@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from api.auth import Principal
 from api.errors import ApiError, HttpErrorCode, error_responses
-from api.history import ProjectionsUnavailable
+from api.projections_client import ProjectionsUnavailable
 from api.run_view import RunSummary
 from api.services import authenticated, services_of
 from streams.errors import ErrorCode

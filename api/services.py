@@ -20,6 +20,7 @@ from api.event_hub import EventHub
 from api.feed import Feed
 from api.history import EventHistory
 from api.idempotency import IdempotencyStore, MemoryIdempotencyStore, RedisIdempotencyStore
+from api.projections_client import ProjectionsClient
 from api.publisher import CommandPublisher
 from api.rate_limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from api.recent_events import RecentEvents
@@ -48,6 +49,7 @@ class Services:
     keys: KeyRing
     limiter: RateLimiter
     idempotency: IdempotencyStore
+    projections: ProjectionsClient
     history: EventHistory
     recent: RecentEvents
     writer: WriterIdentity
@@ -93,7 +95,8 @@ def event_topics(topics: TopicCatalog) -> list[str]:
 async def running_services(settings: ApiSettings, config: ApiConfig) -> AsyncIterator[Services]:
     redis: Redis | None = connect_redis(settings.redis_url) if settings.redis_url else None
     ttl = config.chat.idempotency_ttl_s
-    history = EventHistory(settings.clickhouse_url, settings.clickhouse_database)
+    projections = ProjectionsClient(settings.clickhouse_url, settings.clickhouse_database)
+    history = EventHistory(projections)
     recent = RecentEvents(config.feed.tenant_buffer)
     topics = topics_for(settings.streams)
     kafka = None
@@ -112,6 +115,7 @@ async def running_services(settings: ApiSettings, config: ApiConfig) -> AsyncIte
             keys=KeyRing(config, settings.auth_mode == "dev"),
             limiter=RedisRateLimiter(redis) if redis else MemoryRateLimiter(),
             idempotency=RedisIdempotencyStore(redis, ttl) if redis else MemoryIdempotencyStore(ttl),
+            projections=projections,
             history=history,
             recent=recent,
             writer=WriterIdentity("api", 5, settings.streams.env),
@@ -122,6 +126,6 @@ async def running_services(settings: ApiSettings, config: ApiConfig) -> AsyncIte
             kafka.feed.stop()
             await kafka.publisher.aclose()
             await kafka.hub.stop()
-        await history.aclose()
+        await projections.aclose()
         if redis is not None:
             await redis.aclose()

@@ -84,6 +84,24 @@ class ApiProcess:
         assert code in (0, -signal.SIGTERM) and "Traceback" not in log, log[-3000:]
 
 
+def launch_api(workdir: Path, config_path: Path, **env: str) -> ApiProcess:
+    """``python -m api`` on a free port with ``env`` on top of this process's environment."""
+    port = free_ports(1)[0]
+    log = workdir / f"api-{port}.log"
+    environment = {
+        **os.environ,
+        "API_GATEWAY_PORT": str(port),
+        "API_CONFIG": str(config_path),
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "api"], cwd=REPO, env=environment, stdout=out, stderr=out
+        )
+    return ApiProcess(process, port, log)
+
+
 @dataclass
 class Stack:
     """One topic namespace with its processor and API replicas."""
@@ -107,24 +125,13 @@ class Stack:
         return self.topics.topics[0].name.removesuffix("commands.llm")
 
     def start_api(self, **env: str) -> ApiProcess:
-        port = free_ports(1)[0]
-        log = self.workdir / f"api-{port}.log"
-        environment = {
-            **os.environ,
+        stack_env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "TOPIC_PREFIX": self.prefix,
-            "API_GATEWAY_PORT": str(port),
-            "API_CONFIG": str(self.config_path),
             "REDIS_URL": self.redis_url,
             "PROJECTIONS_QUERY_URL": f"http://127.0.0.1:{self.query_port}",
-            "LOG_LEVEL": "WARNING",
-            **env,
         }
-        with open(log, "ab") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "api"], cwd=REPO, env=environment, stdout=out, stderr=out
-            )
-        api = ApiProcess(process, port, log)
+        api = launch_api(self.workdir, self.config_path, **{**stack_env, **env})
         self.apis.append(api)
         return api
 
