@@ -111,7 +111,12 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(command=_run)
 
     up = commands.add_parser("up", help="run the whole platform")
-    up.add_argument("--data-dir", type=Path, default=Path(".data"), help="local broker data")
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".data"),
+        help="local broker and embedded ClickHouse data",
+    )
     up.add_argument("--kafka-port", type=int, default=9092, help="local broker port")
     up.set_defaults(command=_up)
 

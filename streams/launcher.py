@@ -70,7 +70,12 @@ def run_platform(settings: Settings, data_dir: Path, kafka_port: int) -> int:
     try:
         settings = settings.model_copy(update={"kafka_bootstrap_servers": bootstrap})
         ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), topics_for(settings))
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+        # The projector's embedded ClickHouse lives beside the broker's data unless set.
+        env = {
+            "PROJECTIONS_DATA_DIR": str(data_dir / "chdb"),
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        }
         children = {name: _Child(argv) for name, argv in config.commands().items()}
         print(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}", flush=True)
         _supervise(children, env)

@@ -51,13 +51,13 @@ def ready_or_last(url: str, within_s: float) -> httpx.Response:
 
 def test_up_runs_broker_topics_and_api_then_stops_cleanly(tmp_path: Path) -> None:
     api_port, kafka_port, query_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    unset = ("KAFKA_BOOTSTRAP_SERVERS", "PROJECTIONS_DATA_DIR", "CLICKHOUSE_URL")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
         {
             "API_GATEWAY_PORT": str(api_port),
             "PROJECTIONS_QUERY_PORT": str(query_port),
             "PROJECTIONS_QUERY_URL": f"http://127.0.0.1:{query_port}",
-            "PROJECTIONS_DATA_DIR": str(tmp_path / "chdb"),
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -87,7 +87,9 @@ def test_up_runs_broker_topics_and_api_then_stops_cleanly(tmp_path: Path) -> Non
             200,
             {"kafka": "ok", "clickhouse": "ok"},
         )
-        assert "platform_" in httpx.get(f"{base}/metrics").text or ready.status_code == 200
+        metrics = httpx.get(f"{base}/metrics")
+        assert metrics.status_code == 200 and "# TYPE" in metrics.text
+        assert any((tmp_path / "chdb").iterdir()), "chDB is not under the data dir"
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=90)
