@@ -30,6 +30,10 @@ class SseEvent:
     data: str
 
 
+# httpcore scans every pooled connection on each request; a burst must not leave hundreds idle.
+MAX_IDLE_CONNECTIONS = 64
+
+
 class JsonApi:
     """JSON over POST to one provider endpoint. At most ``max_in_flight`` calls run at once
     (the semaphore queues the rest, so the pool never has to refuse one), each bounded by the
@@ -52,7 +56,8 @@ class JsonApi:
             base_url=base_url,
             headers=dict(headers),
             limits=httpx.Limits(
-                max_connections=max_in_flight, max_keepalive_connections=max_in_flight
+                max_connections=max_in_flight,
+                max_keepalive_connections=min(max_in_flight, MAX_IDLE_CONNECTIONS),
             ),
             timeout=self._timeout_s,
         )

@@ -31,6 +31,13 @@ def _check_ttl(ttl_s: float) -> None:
         raise ValueError(f"a TTL must be positive, got {ttl_s}")
 
 
+# One round trip per output: the append and the TTL refresh in one script call.
+_APPEND_LUA = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+
 class RedisResultStore:
     """One list per command under ``<namespace>:result:``, shared by all replicas, so whichever
     replica takes over a partition finds what the previous owner sent."""
@@ -38,15 +45,12 @@ class RedisResultStore:
     def __init__(self, client: Redis, namespace: str = DEFAULT_NAMESPACE) -> None:
         self._client = client
         self._prefix = f"{namespace}:result"
+        self._append = client.register_script(_APPEND_LUA)
 
     async def append(self, command_id: str, item: bytes, ttl_s: float) -> None:
         _check_ttl(ttl_s)
-        key = f"{self._prefix}:{command_id}"
         with reaching("results"):
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.rpush(key, item)
-                pipe.pexpire(key, ttl_ms(ttl_s))
-                await pipe.execute()
+            await self._append(keys=[f"{self._prefix}:{command_id}"], args=[item, ttl_ms(ttl_s)])
 
     async def read(self, command_id: str) -> list[bytes]:
         with reaching("results"):
