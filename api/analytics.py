@@ -47,29 +47,29 @@ Every = Annotated[Interval, Query(description="Bucket width of the series")]
 Provider = Annotated[str | None, Query(pattern=_NAME, description="Only this provider")]
 Model = Annotated[str | None, Query(pattern=_NAME, description="Only this model")]
 Caller = Annotated[Principal, Depends(authenticated)]
+Point = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
-class Series(BaseModel):
+class Report(BaseModel):
+    """Whose numbers, over which window (``end`` exclusive)."""
+
     tenant_id: str
     start: datetime
     end: datetime
+
+
+class Series(Report):
     interval: Interval
     total: dict[str, Any]
     series: list[dict[str, Any]]
 
 
-class CostReport(BaseModel):
-    tenant_id: str
-    start: datetime
-    end: datetime
+class CostReport(Report):
     total: dict[str, Any]
     groups: list[dict[str, Any]]
 
 
-class GuardrailReport(BaseModel):
-    tenant_id: str
-    start: datetime
-    end: datetime
+class GuardrailReport(Report):
     rules: list[dict[str, Any]]
 
 
@@ -95,7 +95,7 @@ async def _series(
     request: Request,
     principal: Principal,
     window: Window,
-    point: Callable[[Mapping[str, Any]], dict[str, Any]],
+    point: Point,
     provider: str | None = None,
     model: str | None = None,
 ) -> Series:
@@ -115,58 +115,39 @@ async def _series(
     )
 
 
-@router.get(
-    "/latency",
-    response_model=Series,
-    responses=_ERRORS,
-    summary="Latency percentiles (p50/p95/p99) of completed requests over time",
+def _series_route(path: str, point: Point, summary: str) -> None:
+    """One time-series endpoint: the same window, interval and filters, its own point."""
+
+    async def series(
+        request: Request,
+        principal: Caller,
+        start: Start = None,
+        end: End = None,
+        interval: Every = Interval.HOUR,
+        provider: Provider = None,
+        model: Model = None,
+    ) -> Series:
+        window = _window(start, end, interval)
+        return await _series(request, principal, window, point, provider, model)
+
+    router.add_api_route(
+        path,
+        series,
+        methods=["GET"],
+        response_model=Series,
+        responses=_ERRORS,
+        summary=summary,
+        name=f"analytics_{path.strip('/')}",
+    )
+
+
+_series_route(
+    "/latency", latency_point, "Latency percentiles (p50/p95/p99) of completed requests over time"
 )
-async def latency(
-    request: Request,
-    principal: Caller,
-    start: Start = None,
-    end: End = None,
-    interval: Every = Interval.HOUR,
-    provider: Provider = None,
-    model: Model = None,
-) -> Series:
-    window = _window(start, end, interval)
-    return await _series(request, principal, window, latency_point, provider, model)
-
-
-@router.get(
-    "/errors",
-    response_model=Series,
-    responses=_ERRORS,
-    summary="Error and fallback rates, errors by code, budget rejections over time",
+_series_route(
+    "/errors", error_point, "Error and fallback rates, errors by code, budget rejections over time"
 )
-async def errors(
-    request: Request,
-    principal: Caller,
-    start: Start = None,
-    end: End = None,
-    interval: Every = Interval.HOUR,
-    provider: Provider = None,
-    model: Model = None,
-) -> Series:
-    window = _window(start, end, interval)
-    return await _series(request, principal, window, error_point, provider, model)
-
-
-@router.get(
-    "/cache",
-    response_model=Series,
-    responses=_ERRORS,
-    summary="Cache hit ratio and the cost the cache saved, over time",
-)
-async def cache(
-    request: Request,
-    principal: Caller,
-    start: Start = None,
-    end: End = None,
-    interval: Every = Interval.HOUR,
-) -> Series:
-    return await _series(request, principal, _window(start, end, interval), cache_point)
+_series_route("/cache", cache_point, "Cache hit ratio and the cost the cache saved, over time")
 
 
 @router.get(
