@@ -28,6 +28,7 @@ from api.config import HUB_BATCH
 from api.metrics import EVENTS_CONSUMED, RUN_WAITERS
 from api.recent_events import Mark, Positions
 from api.run_view import envelope_json
+from streams.batches import next_batch
 from streams.serde import AvroSerde, DecodeError
 
 __all__ = ["Event", "EventHub", "HubEvent", "RunWatch"]
@@ -173,7 +174,7 @@ class EventHub:
             while not self._stopping.is_set() and not self._assign(consumer, loop):
                 self._stopping.wait(_RETRY_S)
             while not self._stopping.is_set():
-                batch = self._decode(_next_batch(consumer))
+                batch = self._decode(next_batch(consumer, HUB_BATCH, _POLL_S))
                 if batch:
                     loop.call_soon_threadsafe(self._dispatch, batch)
         finally:
@@ -220,12 +221,3 @@ class EventHub:
             where = (str(message.topic()), int(message.partition() or 0), offset)
             decoded.append((*where, micros, envelope_json(envelope)))
         return decoded
-
-
-def _next_batch(consumer: Consumer) -> list[Message]:
-    """Wait for one message, then take what else is already there: ``consume(n, timeout)``
-    alone would hold a lone reply for the whole timeout, and every reply is someone waiting."""
-    first = consumer.poll(_POLL_S)
-    if first is None:
-        return []
-    return [first, *consumer.consume(num_messages=HUB_BATCH - 1, timeout=0)]

@@ -25,6 +25,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from streams.batches import next_batch
 from streams.dead_letter import dead_letter_headers
 from streams.envelope import Clock, Envelope, WriterIdentity, stamp_outputs, system_clock
 from streams.metrics import (
@@ -189,8 +190,8 @@ class ProcessorRunner:
         await self._commit()
 
     def _consume(self) -> list[Message]:
-        messages = self._consumer.consume(
-            num_messages=self._options.batch_size, timeout=self._options.poll_timeout_s
+        messages = next_batch(
+            self._consumer, self._options.batch_size, self._options.poll_timeout_s
         )
         good = []
         for message in messages:
