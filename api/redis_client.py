@@ -1,21 +1,19 @@
-"""The API's one Redis client (rate limits, idempotency keys), shared by all replicas: short
-timeouts and no retries, so an outage costs a request one timeout, never a hang."""
+"""The API's Redis state (rate limits, idempotency keys), shared by all replicas through the
+one client every layer uses (``streams.redis_state``): an outage costs a request one timeout,
+never a hang."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
+from redis.asyncio import Redis
+
+from streams.redis_state import UNREACHABLE, redis_client
 
 __all__ = ["NAMESPACE", "StateUnavailable", "connect_redis", "reaching_redis"]
 
 NAMESPACE = "llmrp:api"
-_TIMEOUT_S = 0.5
-_MAX_CONNECTIONS = 64
 
 
 class StateUnavailable(RuntimeError):
@@ -23,20 +21,12 @@ class StateUnavailable(RuntimeError):
 
 
 def connect_redis(url: str) -> Redis:
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=_MAX_CONNECTIONS,
-        timeout=_TIMEOUT_S,
-        socket_timeout=_TIMEOUT_S,
-        socket_connect_timeout=_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 0),
-    )
-    return Redis.from_pool(pool)
+    return redis_client(url)
 
 
 @contextmanager
 def reaching_redis() -> Iterator[None]:
     try:
         yield
-    except (ConnectionError, TimeoutError, ReadOnlyError) as error:
+    except UNREACHABLE as error:
         raise StateUnavailable(str(error) or type(error).__name__) from error

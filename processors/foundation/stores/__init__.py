@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from processors.foundation.stores._redis import DEFAULT_NAMESPACE, DEFAULT_TIMEOUT_S, redis_client
+from processors.foundation.stores._redis import DEFAULT_NAMESPACE
 from processors.foundation.stores.breaker import (
     BreakerPermit,
     BreakerState,
@@ -43,6 +43,7 @@ from processors.foundation.stores.semantic import (
     SemanticCacheStore,
     SemanticHit,
 )
+from streams.redis_state import DEFAULT_TIMEOUT_S, redis_client
 
 __all__ = [
     "BreakerPermit",

@@ -1,4 +1,4 @@
-"""How every store talks to Redis: one client with short timeouts and no retries, and one
+"""How every store talks to Redis: the shared client (``streams.redis_state``) and one
 translation of transport failures into ``StoreUnavailable``."""
 
 from __future__ import annotations
@@ -7,43 +7,12 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
-
 from processors.foundation.stores.errors import StoreUnavailable
+from streams.redis_state import UNREACHABLE
 
-__all__ = [
-    "DEFAULT_MAX_CONNECTIONS",
-    "DEFAULT_NAMESPACE",
-    "DEFAULT_TIMEOUT_S",
-    "reaching",
-    "redis_client",
-    "ttl_ms",
-]
+__all__ = ["DEFAULT_NAMESPACE", "reaching", "ttl_ms"]
 
 DEFAULT_NAMESPACE = "llmrp"
-DEFAULT_TIMEOUT_S = 0.5
-DEFAULT_MAX_CONNECTIONS = 64
-
-
-def redis_client(
-    url: str, timeout_s: float = DEFAULT_TIMEOUT_S, max_connections: int = DEFAULT_MAX_CONNECTIONS
-) -> Redis:
-    """A client whose every call fails within about ``timeout_s`` when Redis is down or stalled:
-    no retries, so an outage costs a request one timeout, not a backoff schedule. The pool is
-    bounded; a call waits at most ``timeout_s`` for a free connection, so a burst of concurrent
-    requests queues briefly instead of opening sockets without limit."""
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=timeout_s,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 0),
-    )
-    return Redis.from_pool(pool)
 
 
 @contextmanager
@@ -52,7 +21,7 @@ def reaching(store: str) -> Iterator[None]:
     anything else (a script error) is a bug and propagates as is."""
     try:
         yield
-    except (ConnectionError, TimeoutError, ReadOnlyError) as error:
+    except UNREACHABLE as error:
         raise StoreUnavailable(store, str(error) or type(error).__name__) from error
 
 
