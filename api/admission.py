@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from fastapi import Request
+from pydantic import BaseModel
+
 from api.auth import Principal
 from api.errors import ApiError, HttpErrorCode
 from api.idempotency import IdempotencyRecord, fingerprint
@@ -20,7 +23,7 @@ from api.metrics import PUBLISH_SECONDS, RATE_LIMITED
 from api.publisher import PublishFailed
 from api.rate_limits import retry_after_header
 from api.redis_client import StateUnavailable
-from api.services import Services
+from api.services import Services, services_of
 from streams.envelope import Envelope, new_message
 from streams.errors import ErrorCode
 
@@ -59,6 +62,23 @@ class Claim:
 
 
 async def claim_run(
+    request: Request, principal: Principal, key: str | None, route: str, body: BaseModel
+) -> Claim:
+    """The run this request starts, or (a retry under the same ``Idempotency-Key``) the one it
+    started before; the request's correlation id becomes the run's either way."""
+    claim = await _claim(
+        services_of(request),
+        principal,
+        request.state.correlation_id,
+        key,
+        route,
+        body.model_dump(mode="json"),
+    )
+    request.state.correlation_id = claim.correlation_id
+    return claim
+
+
+async def _claim(
     services: Services,
     principal: Principal,
     correlation_id: str,

@@ -83,15 +83,7 @@ async def chat_completions(
     await enforce_rate_limit(services, principal, tokens)
     wait_s = min(x_request_timeout or settings.wait_timeout_s, settings.wait_timeout_s)
     deadline = asyncio.get_running_loop().time() + wait_s
-    claim = await claim_run(
-        services,
-        principal,
-        request.state.correlation_id,
-        idempotency_key,
-        ROUTE,
-        body.model_dump(mode="json"),
-    )
-    request.state.correlation_id = claim.correlation_id
+    claim = await claim_run(request, principal, idempotency_key, ROUTE, body)
     payload = command_payload(
         body,
         deadline=datetime.now(UTC) + timedelta(seconds=settings.run_deadline_s),

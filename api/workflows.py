@@ -59,15 +59,7 @@ async def submit_workflow(
     await enforce_rate_limit(
         services, principal, estimate_tokens([body.input], None, principal.limits)
     )
-    claim = await claim_run(
-        services,
-        principal,
-        request.state.correlation_id,
-        idempotency_key,
-        ROUTE,
-        body.model_dump(mode="json"),
-    )
-    request.state.correlation_id = claim.correlation_id
+    claim = await claim_run(request, principal, idempotency_key, ROUTE, body)
     deadline = datetime.now(UTC) + timedelta(seconds=services.config.chat.run_deadline_s)
     payload = {
         "workflow": body.workflow,
