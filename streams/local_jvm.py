@@ -24,6 +24,7 @@ from typing import ClassVar, Self, TypeVar
 __all__ = [
     "LOOPBACK",
     "JvmService",
+    "Service",
     "cache_root",
     "fetch_once",
     "find_java",
@@ -138,7 +139,31 @@ def stop_process_group(proc: subprocess.Popen[bytes], sig: signal.Signals, timeo
         proc.wait()
 
 
-class JvmService(ABC):
+class Service(ABC):
+    """Something started and closed, also as a context manager (``with`` starts it)."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Launch the service and return only once it answers."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop the service and release what this object created."""
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class JvmService(Service):
     """One JVM in its own process group, logging to a file, started and stopped alike.
 
     Subclasses supply the command, the readiness probe and their error type and noun; the
@@ -163,14 +188,6 @@ class JvmService(ABC):
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    @abstractmethod
-    def start(self) -> None:
-        """Launch the service and return only once it answers."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Stop the service and release what this object created."""
-
     def stop(self, timeout: float = 30.0) -> None:
         """Graceful shutdown (SIGTERM: clean close, fast next start); SIGKILL if it hangs."""
         self._end(signal.SIGTERM, timeout)
@@ -180,18 +197,6 @@ class JvmService(ABC):
         if self._proc is None:
             raise self._error(f"{self._noun} is not running")
         return self._proc.wait()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @abstractmethod
     def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:

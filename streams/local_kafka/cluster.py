@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -30,7 +28,7 @@ _POLL_INTERVAL_S = 0.2
 log = logging.getLogger(__name__)
 
 
-class LocalKafkaCluster:
+class LocalKafkaCluster(jvm.Service):
     """``size`` nodes (default 3: replication factor 3, ``min.insync.replicas=2`` by default, so
     any one node may fail without losing an acknowledged write or stopping ``acks=all``)."""
 
@@ -100,18 +98,6 @@ class LocalKafkaCluster:
         self.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _each(self, action: Callable[[LocalKafka], None]) -> None:
         """Run ``action`` on every node concurrently; the first error is raised after all ran."""
