@@ -27,6 +27,7 @@ from projections.replay import Replay, ReplayRequest, parse_timestamp
 from projections.settings import ProjectionSettings
 from projections.sql_guard import NotReadOnly, read_only_statement
 from projections.store import SqlReader, StoreError
+from streams.cli_options import add_consumer_config, consumer_overrides
 from streams.log_format import configure_json_logging
 from streams.settings import Settings
 from streams.tracing import install_tracer_provider
@@ -47,7 +48,7 @@ def _run(projection: ProjectionSettings, settings: Settings, args: argparse.Name
         start_http_server(settings.metrics_port)
     install_tracer_provider(PROCESSOR_NAME)
     serde, topics, servers = serde_for(settings), topics_for(settings), bootstrap_servers(settings)
-    overrides = dict(item.split("=", 1) for item in getattr(args, "consumer_config", []))
+    overrides = consumer_overrides(args)
     projector = Projector(store, serde, topics, servers, projection, overrides)
 
     def replay(request: ReplayRequest, progress: Any) -> dict[str, Any]:
@@ -186,13 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers()
 
     run = commands.add_parser("run", help="run the projector (and its query endpoint)")
-    run.add_argument(
-        "--consumer-config",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="librdkafka consumer setting, e.g. session.timeout.ms=6000 (repeatable)",
-    )
+    add_consumer_config(run)
     run.set_defaults(command=_run)
 
     replay = commands.add_parser("replay", help="rebuild projections from the topics")

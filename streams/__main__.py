@@ -11,6 +11,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 from prometheus_client import start_http_server
 
+from streams.cli_options import add_consumer_config, consumer_overrides
 from streams.dead_letter import read_dead_letters, redrive
 from streams.log_format import configure_json_logging
 from streams.producer import EnvelopeProducer
@@ -39,7 +40,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
     options = RunnerOptions(
         group_id=args.group_id,
         transactional_id=args.transactional_id,
-        consumer_overrides=dict(item.split("=", 1) for item in args.consumer_config),
+        consumer_overrides=consumer_overrides(args),
     )
     ProcessorRunner(
         processor,
@@ -101,13 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("processor")
     run.add_argument("--group-id", help="consumer group (default: the processor's name)")
     run.add_argument("--transactional-id", help="stable id for exactly-once processors")
-    run.add_argument(
-        "--consumer-config",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="librdkafka consumer setting, e.g. session.timeout.ms=6000 (repeatable)",
-    )
+    add_consumer_config(run)
     run.set_defaults(command=_run)
 
     up = commands.add_parser("up", help="run the whole platform")
