@@ -6,24 +6,19 @@ system messages become ``system``, tool calls ``tool_use`` blocks, tool results
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 from processors.foundation.config import ProviderSettings
+from processors.foundation.providers._adapter import Answer, HttpChatAdapter
 from processors.foundation.providers._assembly import StreamedAnswer, tool_call
-from processors.foundation.providers._http import JsonApi, elapsed_ms
+from processors.foundation.providers._http import JsonApi, SseEvent
 from processors.foundation.providers.base import (
-    ChatDelta,
     ChatMessage,
     ChatRequest,
-    ChatResult,
     FailureKind,
     ProviderError,
     Usage,
 )
-from processors.foundation.providers.tokens import estimated_usage
 
 __all__ = ["AnthropicProvider"]
 
@@ -49,7 +44,10 @@ _STREAM_ERROR_KINDS = {
 }
 
 
-class AnthropicProvider:
+class AnthropicProvider(HttpChatAdapter):
+    _path = _PATH
+    _answer_noun = "message"
+
     def __init__(self, name: str, settings: ProviderSettings, api_key: str | None) -> None:
         self.name = name
         headers = {"anthropic-version": _API_VERSION}
@@ -64,47 +62,27 @@ class AnthropicProvider:
             settings.max_in_flight,
         )
 
-    def __repr__(self) -> str:
-        return f"AnthropicProvider(name={self.name!r})"
+    def _request_body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        return _request_body(request, stream)
 
-    async def complete(self, request: ChatRequest, timeout_s: float) -> ChatResult:
-        started = time.monotonic()
-        body = await self._api.post(_PATH, _request_body(request, stream=False), timeout_s)
-        with self._api.shape("message"):
-            texts = [block["text"] for block in body["content"] if block["type"] == "text"]
-            calls = [
-                tool_call(block["id"], block["name"], json.dumps(block["input"]))
-                for block in body["content"]
-                if block["type"] == "tool_use"
-            ] or None
-            text = "".join(texts) if texts else None
-            usage = _usage(body.get("usage") or {}, None)
-            finish_reason = _finish_reason(body.get("stop_reason"))
-        return ChatResult(
-            text=text,
+    def _read_answer(self, body: dict[str, Any]) -> Answer:
+        texts = [block["text"] for block in body["content"] if block["type"] == "text"]
+        calls = [
+            tool_call(block["id"], block["name"], json.dumps(block["input"]))
+            for block in body["content"]
+            if block["type"] == "tool_use"
+        ] or None
+        return Answer(
+            text="".join(texts) if texts else None,
             tool_calls=calls,
-            finish_reason=finish_reason,
-            usage=usage or estimated_usage(request, text, calls),
-            latency_ms=elapsed_ms(started),
+            usage=_usage(body.get("usage") or {}, None),
+            finish_reason=_finish_reason(body.get("stop_reason")),
         )
 
-    async def stream(self, request: ChatRequest, timeout_s: float) -> AsyncIterator[ChatDelta]:
-        answer = StreamedAnswer()
-        body = _request_body(request, stream=True)
-        async with aclosing(self._api.events(_PATH, body, timeout_s)) as events:
-            async for event in events:
-                piece = self._take(answer, self._api.decode(event.data, "stream event"))
-                if piece:
-                    yield ChatDelta(text=piece)
-                if answer.ended:
-                    break
-        yield answer.final_delta(request)
+    def _take(self, answer: StreamedAnswer, event: SseEvent) -> str | None:
+        return self._fold(answer, self._api.decode(event.data, "stream event"))
 
-    async def aclose(self) -> None:
-        await self._api.aclose()
-
-    def _take(self, answer: StreamedAnswer, event: dict[str, Any]) -> str | None:
-        """Fold one event into ``answer``; its text, if it has any."""
+    def _fold(self, answer: StreamedAnswer, event: dict[str, Any]) -> str | None:
         with self._api.shape("stream event"):
             kind = event["type"]
             if kind == "error":

@@ -3,32 +3,30 @@ Together imitate it: ``POST {base_url}/chat/completions``, streamed as Server-Se
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 from processors.foundation.config import ProviderSettings
+from processors.foundation.providers._adapter import Answer, HttpChatAdapter
 from processors.foundation.providers._assembly import StreamedAnswer, tool_call
-from processors.foundation.providers._http import JsonApi, SseEvent, elapsed_ms, error_message
+from processors.foundation.providers._http import JsonApi, SseEvent, error_message
 from processors.foundation.providers.base import (
-    ChatDelta,
     ChatMessage,
     ChatRequest,
-    ChatResult,
     FailureKind,
     ProviderError,
     Usage,
 )
-from processors.foundation.providers.tokens import estimated_usage
 
 __all__ = ["OpenAICompatProvider"]
 
 _PATH = "/chat/completions"
 
 
-class OpenAICompatProvider:
+class OpenAICompatProvider(HttpChatAdapter):
     """Local servers need no key: without one no ``Authorization`` header is sent."""
+
+    _path = _PATH
+    _answer_noun = "chat completion"
 
     def __init__(self, name: str, settings: ProviderSettings, api_key: str | None) -> None:
         if not settings.base_url:
@@ -43,47 +41,24 @@ class OpenAICompatProvider:
             settings.max_in_flight,
         )
 
-    def __repr__(self) -> str:
-        return f"OpenAICompatProvider(name={self.name!r})"
+    def _request_body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        return _request_body(request, stream)
 
-    async def complete(self, request: ChatRequest, timeout_s: float) -> ChatResult:
-        started = time.monotonic()
-        body = await self._api.post(_PATH, _request_body(request, stream=False), timeout_s)
-        with self._api.shape("chat completion"):
-            choice = body["choices"][0]
-            message = choice["message"]
-            text = _optional_str(message.get("content"))
-            calls = [
-                tool_call(call["id"], call["function"]["name"], call["function"]["arguments"])
-                for call in message.get("tool_calls") or []
-            ] or None
-            usage = _reported_usage(body.get("usage"))
-            finish_reason = _optional_str(choice.get("finish_reason"))
-        return ChatResult(
-            text=text,
+    def _read_answer(self, body: dict[str, Any]) -> Answer:
+        choice = body["choices"][0]
+        message = choice["message"]
+        calls = [
+            tool_call(call["id"], call["function"]["name"], call["function"]["arguments"])
+            for call in message.get("tool_calls") or []
+        ] or None
+        return Answer(
+            text=_optional_str(message.get("content")),
             tool_calls=calls,
-            finish_reason=finish_reason,
-            usage=usage or estimated_usage(request, text, calls),
-            latency_ms=elapsed_ms(started),
+            usage=_reported_usage(body.get("usage")),
+            finish_reason=_optional_str(choice.get("finish_reason")),
         )
 
-    async def stream(self, request: ChatRequest, timeout_s: float) -> AsyncIterator[ChatDelta]:
-        answer = StreamedAnswer()
-        body = _request_body(request, stream=True)
-        async with aclosing(self._api.events(_PATH, body, timeout_s)) as events:
-            async for event in events:
-                piece = self._take(answer, event)
-                if piece:
-                    yield ChatDelta(text=piece)
-                if answer.ended:
-                    break
-        yield answer.final_delta(request)
-
-    async def aclose(self) -> None:
-        await self._api.aclose()
-
     def _take(self, answer: StreamedAnswer, event: SseEvent) -> str | None:
-        """Fold one chunk into ``answer``; its text, if it has any."""
         if event.data.strip() == "[DONE]":
             answer.ended = True
             return None
