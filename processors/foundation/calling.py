@@ -150,7 +150,8 @@ class ReliableCaller:
         try:
             result = await _invoke(provider, request, spec.stream, timeout, delta_event)
         except ProviderError as error:
-            await self._record(run, key, target, False, spec.breaker)
+            if error.provider_fault:
+                await self._record(run, key, target, False, spec.breaker)
             ended = self._wall_clock()
             run.emit(
                 "llm.attempt.failed", _attempt_failed(target, run.attempts, error, started, ended)

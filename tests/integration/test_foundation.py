@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from processors.foundation.providers import ChatMessage, count_tokens
 from tests.factories import chat_command
@@ -108,6 +109,34 @@ def test_primary_down_all_complete_on_fallback_and_the_breaker_opens_and_half_op
         assert changes[-1] == ("half_open", "closed")
 
     run_with(tmp_path, redis_url, store_namespace, fakes, scenario)
+
+
+def test_a_burst_queued_behind_a_healthy_primary_does_not_open_its_breaker(
+    tmp_path: Path, redis_url: str, store_namespace: str, fakes: tuple[OpenAIFake, AnthropicFake]
+) -> None:
+    """Two slots, answers in 0.4 s, a 1 s timeout: most of 20 simultaneous calls time out in
+    our own queue. They move on to the fallback, and the primary's breaker counts none of
+    them (it never failed)."""
+    primary, fallback = fakes
+    primary.set_plan(FaultPlan(latency_s=0.4))
+    providers = yaml.safe_load(
+        (write_config(tmp_path / "base", "x", "y") / "providers.yaml").read_text()
+    )
+    providers["providers"]["primary"].update(
+        {"base_url": primary.base_url, "max_in_flight": 2, "timeout_ms": 1000}
+    )
+    providers["providers"]["fallback"]["base_url"] = fallback.base_url
+
+    async def scenario(h: Harness) -> None:
+        commands = [chat_command(f"burst-{i}", cache="bypass") for i in range(20)]
+        results = await asyncio.gather(*(h.run(c) for c in commands))
+        ends = [terminal(r) for r in results]
+        assert {e.message_type for e in ends} == {"llm.request.completed"}
+        served_by = {e.payload["provider"] for e in ends}
+        assert served_by == {"primary", "fallback"}  # the queue overflowed onto the fallback
+        assert not [t for r in results for t in of_type(r, "breaker.state.changed")]
+
+    run_with(tmp_path, redis_url, store_namespace, fakes, scenario, providers=providers)
 
 
 def test_primary_failing_half_the_time_still_serves_999_in_1000(

@@ -350,6 +350,33 @@ def test_calls_in_flight_stay_within_the_bound(server: FakeLlmServer) -> None:
     assert server.peak_in_flight == 2
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["complete", "stream"])
+def test_a_call_that_timed_out_in_our_queue_is_not_the_providers_fault(
+    server: FakeLlmServer, streamed: bool
+) -> None:
+    server.set_plan(FaultPlan(latency_s=0.6))
+
+    async def call(provider: Provider, timeout_s: float) -> None:
+        if streamed:
+            async for _ in provider.stream(HELLO, timeout_s):
+                pass
+        else:
+            await provider.complete(HELLO, timeout_s)
+
+    async def two(provider: Provider) -> list[BaseException | None]:
+        slow = asyncio.create_task(call(provider, 0.3))  # the provider takes too long
+        while not server.received and not slow.done():  # the first call holds the slot
+            await asyncio.sleep(0.005)  # poll interval, bounded by the slow call
+        queued = asyncio.create_task(call(provider, 0.2))  # waits for that slot
+        return await asyncio.gather(slow, queued, return_exceptions=True)
+
+    slow, queued = using(adapter(server, max_in_flight=1), two)
+    assert isinstance(slow, ProviderError) and isinstance(queued, ProviderError)
+    assert slow.kind is queued.kind is FailureKind.TIMEOUT
+    assert (slow.provider_fault, queued.provider_fault) == (True, False)
+    assert len(server.received) == 1  # the queued call never reached the provider
+
+
 # --- failures ---------------------------------------------------------------------------------
 
 FAULTS = [

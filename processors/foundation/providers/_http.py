@@ -69,13 +69,21 @@ class JsonApi:
         """The JSON object of a 2xx answer; anything else raises a classified error. The
         whole call, waiting for a free slot included, ends within the timeout."""
         timeout = min(self._timeout_s, timeout_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        await self._take_slot(timeout)
+        sent_at = loop.time()
         try:
-            async with asyncio.timeout(timeout), self._slots:
+            async with asyncio.timeout_at(deadline):
                 response = await self._client.post(path, json=body, timeout=timeout)
         except TimeoutError:
-            raise self._timed_out(timeout) from None
+            # Blame the provider only if it had at least half the time; a call that spent
+            # most of it in our queue says nothing about the provider.
+            raise self._timed_out(timeout, loop.time() - sent_at >= timeout / 2) from None
         except httpx.TransportError as exc:
             raise self._transport_failure(exc, timeout) from None
+        finally:
+            self._slots.release()
         self._raise_for_status(response)
         return self.decode(response.text, "response body")
 
@@ -87,11 +95,7 @@ class JsonApi:
         caller's to bound. Use it under ``contextlib.aclosing`` so the slot is freed at once
         when the caller stops early."""
         timeout = min(self._timeout_s, timeout_s)
-        try:
-            async with asyncio.timeout(timeout):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise self._timed_out(timeout) from None
+        await self._take_slot(timeout)
         try:
             async with self._client.stream("POST", path, json=body, timeout=timeout) as response:
                 if not response.is_success:
@@ -154,9 +158,24 @@ class JsonApi:
         kind = FailureKind.SERVER_ERROR if status >= 500 else FailureKind.CLIENT_ERROR
         raise ProviderError(kind, detail, status=status)
 
-    def _timed_out(self, timeout_s: float) -> ProviderError:
+    async def _take_slot(self, timeout_s: float) -> None:
+        """Wait for one of ``max_in_flight`` slots; timing out here is our queue, not the
+        provider (see ``ProviderError.provider_fault``)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise ProviderError(
+                FailureKind.TIMEOUT,
+                f"no free {self._provider} slot within {timeout_s:.2f}s (max_in_flight reached)",
+                provider_fault=False,
+            ) from None
+
+    def _timed_out(self, timeout_s: float, provider_fault: bool = True) -> ProviderError:
         return ProviderError(
-            FailureKind.TIMEOUT, f"no answer from {self._provider} within {timeout_s:.2f}s"
+            FailureKind.TIMEOUT,
+            f"no answer from {self._provider} within {timeout_s:.2f}s",
+            provider_fault=provider_fault,
         )
 
     def _transport_failure(self, exc: httpx.TransportError, timeout_s: float) -> ProviderError:

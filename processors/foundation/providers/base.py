@@ -94,7 +94,10 @@ _RETRYABLE = frozenset(
 
 
 class ProviderError(Exception):
-    """A failed provider call, classified for the router. ``detail`` never holds the API key."""
+    """A failed provider call, classified for the router. ``detail`` never holds the API key.
+    ``provider_fault`` is False when the call never reached the provider (it waited in our own
+    queue for a free slot until it timed out): the router moves on, but the provider's circuit
+    breaker must not count it, or a burst of our own making opens a healthy provider's."""
 
     def __init__(
         self,
@@ -103,12 +106,14 @@ class ProviderError(Exception):
         *,
         status: int | None = None,
         retry_after_s: float | None = None,
+        provider_fault: bool = True,
     ) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
         self.status = status
         self.retry_after_s = retry_after_s
+        self.provider_fault = provider_fault
 
     @property
     def retryable(self) -> bool:
