@@ -185,8 +185,9 @@ class OurPlatform(Contender):
             "`python -m streams up` (local Kafka broker, then each process of "
             f"configs/platform.yaml: {', '.join(self._platform_processes())}) with its own "
             "redis-server; on: API key auth, guardrails (the project's policies), budgets "
-            "reserved and settled in Redis, exact cache (every request a miss), breakers, every "
-            "event persisted to Kafka (acks=all)"
+            "reserved and settled in Redis, exact cache (every request a miss), breakers, the "
+            "write-ahead run log in Redis, every event persisted to Kafka (acks=all) and "
+            "projected into ClickHouse (embedded chDB) by the projector"
         )
 
     def _platform_processes(self) -> list[str]:
