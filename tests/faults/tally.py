@@ -28,7 +28,6 @@ class EventLog:
     def __init__(self, bootstrap: str, topics: TopicCatalog) -> None:
         self._bootstrap = bootstrap
         topic = topics.topic_for("llm.request.completed")
-        partitions_of(bootstrap, topic)
         self._reader = TopicReader(bootstrap, topic, SERDE)
         self._scanned = 0
         self._ended: set[str] = set()  # commands (by message id) with a terminal event so far
@@ -65,8 +64,7 @@ class EventLog:
 
 
 def partitions_of(bootstrap: str, topic: str, timeout_s: float = 30.0) -> dict[int, Any]:
-    """A topic's partition metadata, once the broker has it: a topic just created may not be
-    in the metadata yet, and a reader assigned then would get no partitions and wait forever."""
+    """A topic's partition metadata (replicas, leaders), once the broker asked has it."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout_s
     while not (partitions := admin.list_topics(topic, timeout=timeout_s).topics[topic].partitions):
