@@ -85,8 +85,8 @@ class Tally:
     topic that ``events`` lacks, plus terminal events ``metrics_minute`` does not count;
     ``visible_duplicates`` rows a query sees more than once (an ``event_id`` in ``events``, a
     run in ``runs_latest``) plus requests ``metrics_minute`` counts beyond the terminal events;
-    ``strays`` events or runs in the projection that the case never caused. All but
-    ``in_projection`` must be zero."""
+    ``strays`` events or runs in the projection that the case never caused. The last three
+    must be zero, and ``in_projection`` every accepted command that is not lost."""
 
     case: str
     accepted: int
