@@ -1,5 +1,6 @@
-"""The processes a fault case breaks: the processor (supervised, as in production) and a Redis
-of its own that can be stopped and started again on the same port."""
+"""The processes a fault case breaks: the foundation processor and the projector (each
+supervised, as in production) and a Redis of its own that can be stopped and started again on
+the same port."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import shutil
 import signal
 import subprocess
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -17,33 +20,28 @@ from streams.local_jvm import free_ports
 from streams.topics import TopicCatalog
 from tests.conftest import _wait_for_redis
 from tests.integration.processes import start_processor
+from tests.integration.test_projections_support import start_projector_process
 
 FOUNDATION = "processors.foundation.processor:PROCESSOR"
 _SUPERVISE_INTERVAL_S = 0.2
 _STOP_TIMEOUT_S = 90.0
 
+Launch = Callable[[], subprocess.Popen[bytes]]
 
-class SupervisedProcessor:
-    """A processor replica in its own OS process, started again whenever it exits on its own
-    (a crash, ``kill -9``, a runner that gave up on the broker), as systemd or Kubernetes
-    would. ``exits`` says how each of those ended; ``stop`` ends it with SIGTERM."""
 
-    def __init__(
-        self,
-        bootstrap: str,
-        topics: TopicCatalog,
-        group: str,
-        log: Path,
-        env: dict[str, str],
-        target: str = FOUNDATION,
-    ) -> None:
-        self._launch = functools.partial(
-            start_processor, target, bootstrap, topics, group, log, env=env
-        )
+class Supervised:
+    """A platform process (a processor replica, the projector) in its own OS process, started
+    again whenever it exits on its own (a crash, ``kill -9``, a runner that gave up on the
+    broker), as systemd or Kubernetes would. ``exits`` says how each of those ended; ``stop``
+    ends it with SIGTERM."""
+
+    def __init__(self, launch: Launch, log: Path) -> None:
+        self._launch = launch
         self.log = log
         self.exits: list[str] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._held = threading.Event()  # down on purpose: not started again while set
         self._log_start = 0
         self._process = self._launch()
         self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
@@ -53,6 +51,17 @@ class SupervisedProcessor:
         """``kill -9``: no shutdown, no flush, no commit; the supervisor starts a new one."""
         with self._lock:
             self._process.send_signal(signal.SIGKILL)
+
+    @contextmanager
+    def killed(self) -> Iterator[None]:
+        """``kill -9``, and no new process until the block ends: an outage of this service
+        for as long as the caller holds it."""
+        self._held.set()
+        self.kill()
+        try:
+            yield
+        finally:
+            self._held.clear()
 
     def stop(self) -> int:
         """SIGTERM (finish started work, flush, commit) and the exit code."""
@@ -70,7 +79,7 @@ class SupervisedProcessor:
     def log_tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
 
-    def __enter__(self) -> SupervisedProcessor:
+    def __enter__(self) -> Supervised:
         return self
 
     def __exit__(
@@ -86,7 +95,7 @@ class SupervisedProcessor:
         while not self._stopping.wait(_SUPERVISE_INTERVAL_S):
             with self._lock:
                 code = self._process.poll()
-                if code is not None:
+                if code is not None and not self._held.is_set():
                     self.exits.append(f"exit {code}{self._last_exception()}")
                     self._log_start = self.log.stat().st_size
                     self._process = self._launch()
@@ -98,6 +107,25 @@ class SupervisedProcessor:
             log.seek(self._log_start)
             lines = [line for line in log.read().splitlines() if line[:1] not in ("{", "%", " ")]
         return f": {lines[-1]}" if lines and not lines[-1].startswith("Traceback") else ""
+
+
+def foundation_processor(
+    bootstrap: str, topics: TopicCatalog, group: str, log: Path, env: dict[str, str]
+) -> Supervised:
+    """``python -m streams run`` of the foundation processor, as deployed."""
+    launch = functools.partial(start_processor, FOUNDATION, bootstrap, topics, group, log, env=env)
+    return Supervised(launch, log)
+
+
+def projector(
+    bootstrap: str, topics: TopicCatalog, data_dir: Path, port: int, group: str, log: Path
+) -> Supervised:
+    """``python -m projections run``: the projector with its embedded ClickHouse (chDB under
+    ``data_dir``, so a restart finds the tables it left) and its query endpoint on ``port``."""
+    launch = functools.partial(
+        start_projector_process, bootstrap, topics, data_dir, port, group, log
+    )
+    return Supervised(launch, log)
 
 
 class RedisServer:

@@ -1,5 +1,6 @@
-"""Counting a case from the topics: what the broker acknowledged against what came out on the
-events topic, read back in full after the processor stopped."""
+"""Counting a case from the topics and the projection: what the broker acknowledged against
+what came out on the events topic (read back in full after the processor stopped), and against
+what queries on the projector's tables return once it has caught up."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from confluent_kafka.admin import AdminClient
 from streams.envelope import Envelope
 from streams.topics import TopicCatalog
 from tests.faults.load import SERDE, Deliveries
+from tests.faults.projection import Projection
 from tests.integration.kafka_reading import TopicReader, end_offsets
 
 TERMINAL = frozenset({"llm.request.completed", "llm.request.failed"})
@@ -26,7 +28,6 @@ class EventLog:
     def __init__(self, bootstrap: str, topics: TopicCatalog) -> None:
         self._bootstrap = bootstrap
         topic = topics.topic_for("llm.request.completed")
-        partitions_of(bootstrap, topic)
         self._reader = TopicReader(bootstrap, topic, SERDE)
         self._scanned = 0
         self._ended: set[str] = set()  # commands (by message id) with a terminal event so far
@@ -63,8 +64,7 @@ class EventLog:
 
 
 def partitions_of(bootstrap: str, topic: str, timeout_s: float = 30.0) -> dict[int, Any]:
-    """A topic's partition metadata, once the broker has it: a topic just created may not be
-    in the metadata yet, and a reader assigned then would get no partitions and wait forever."""
+    """A topic's partition metadata (replicas, leaders), once the broker asked has it."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout_s
     while not (partitions := admin.list_topics(topic, timeout=timeout_s).topics[topic].partitions):
@@ -78,7 +78,15 @@ class Tally:
     """One case's counts. ``duplicates`` are events seen again under an id already seen with
     the same type, cause and payload (harmless: consumers drop them by id); ``inexact`` are
     ids seen again with different content, and ``split`` commands with more than one distinct
-    terminal event id: both must be zero."""
+    terminal event id: both must be zero.
+
+    From the projection: ``in_projection`` accepted commands whose run ``runs_latest`` shows
+    ended as its terminal event says (status and error code); ``unprojected`` events on the
+    topic that ``events`` lacks, plus terminal events ``metrics_minute`` does not count;
+    ``visible_duplicates`` rows a query sees more than once (an ``event_id`` in ``events``, a
+    run in ``runs_latest``) plus requests ``metrics_minute`` counts beyond the terminal events;
+    ``strays`` events or runs in the projection that the case never caused. The last three
+    must be zero, and ``in_projection`` every accepted command that is not lost."""
 
     case: str
     accepted: int
@@ -91,8 +99,12 @@ class Tally:
     p95_ms: float | None
     outcomes: Mapping[str, int]
     restarts: int
+    projector_restarts: int
+    in_projection: int
+    unprojected: int
+    visible_duplicates: int
+    strays: int
     seconds: float
-    in_projection: int | None = None  # runs visible in the projection; see count()
 
     HEADER = (
         "case",
@@ -103,9 +115,11 @@ class Tally:
         "inexact",
         "lost",
         "p95 e2e ms",
-        "restarts",
+        "restarts proc/proj",
         "outcomes",
         "in projection",
+        "unprojected",
+        "visible dup",
         "time s",
     )
 
@@ -120,15 +134,30 @@ class Tally:
             str(self.inexact + self.split),
             str(self.lost),
             "-" if self.p95_ms is None else f"{self.p95_ms:.0f}",
-            str(self.restarts),
+            f"{self.restarts}/{self.projector_restarts}",
             outcomes,
-            "n/a" if self.in_projection is None else str(self.in_projection),
+            str(self.in_projection),
+            str(self.unprojected),
+            str(self.visible_duplicates),
             f"{self.seconds:.0f}",
         )
 
 
+@dataclass(frozen=True)
+class Restarts:
+    """Times each supervised process exited on its own (or was killed) and was started again."""
+
+    processor: int
+    projector: int
+
+
 def count(
-    case: str, deliveries: Deliveries, events: list[Envelope], restarts: int, seconds: float
+    case: str,
+    deliveries: Deliveries,
+    events: list[Envelope],
+    projection: Projection,
+    restarts: Restarts,
+    seconds: float,
 ) -> Tally:
     accepted = deliveries.accepted
     first: dict[str, Envelope] = {}
@@ -152,6 +181,7 @@ def count(
         (terminal.timestamp - accepted[command].timestamp).total_seconds() * 1000
         for command, terminal in terminals.items()
     )
+    projected = _count_projection(projection, first, terminals, accepted)
     return Tally(
         case=case,
         accepted=len(accepted),
@@ -163,12 +193,58 @@ def count(
         lost=len(accepted.keys() - terminal_ids.keys()),
         p95_ms=latencies[int(0.95 * (len(latencies) - 1))] if latencies else None,
         outcomes=Counter(_outcome(event) for event in terminals.values()),
-        restarts=restarts,
+        restarts=restarts.processor,
+        projector_restarts=restarts.projector,
+        in_projection=projected.in_projection,
+        unprojected=projected.unprojected,
+        visible_duplicates=projected.visible_duplicates,
+        strays=projected.strays,
         seconds=seconds,
-        # HOOK(projections): once the run projection exists (issue 5), count the accepted
-        # commands whose run it shows as finished, exactly once, and put it here.
-        in_projection=None,
     )
+
+
+@dataclass(frozen=True)
+class _Projected:
+    in_projection: int
+    unprojected: int
+    visible_duplicates: int
+    strays: int
+
+
+def _count_projection(
+    projection: Projection,
+    on_topic: Mapping[str, Envelope],
+    terminals: Mapping[str, Envelope],
+    accepted: Mapping[str, Envelope],
+) -> _Projected:
+    """``on_topic``: the first copy of every event id on the topic; ``terminals``: each
+    accepted command's first terminal event."""
+    runs: dict[str, tuple[str, str]] = {}
+    run_rows = Counter(correlation_id for correlation_id, _, _ in projection.runs)
+    for correlation_id, status, error_code in projection.runs:
+        runs.setdefault(correlation_id, (status, error_code))
+    ended_as_on_topic = sum(
+        runs.get(accepted[command].correlation_id) == _run_outcome(terminal)
+        for command, terminal in terminals.items()
+    )
+    terminal_events = sum(event.message_type in TERMINAL for event in on_topic.values())
+    caused = {event.correlation_id for event in on_topic.values()}
+    return _Projected(
+        in_projection=ended_as_on_topic,
+        unprojected=len(on_topic.keys() - projection.event_rows.keys())
+        + max(0, terminal_events - projection.requests),
+        visible_duplicates=sum(n - 1 for n in projection.event_rows.values())
+        + sum(n - 1 for n in run_rows.values())
+        + max(0, projection.requests - terminal_events),
+        strays=len(projection.event_rows.keys() - on_topic.keys()) + len(run_rows.keys() - caused),
+    )
+
+
+def _run_outcome(terminal: Envelope) -> tuple[str, str]:
+    """How ``runs_latest`` shows a run that ended with ``terminal``: (status, error_code)."""
+    if terminal.message_type == "llm.request.completed":
+        return ("completed", "")
+    return ("failed", str(terminal.payload.get("error_code") or ""))
 
 
 def _outcome(terminal: Envelope) -> str:

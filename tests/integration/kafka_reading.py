@@ -30,7 +30,7 @@ class TopicReader:
             }
         )
         self.topic = topic
-        partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        partitions = _partitions(self._consumer, topic)
         self._consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         self._serde = serde
         self.messages: list[Message] = []
@@ -58,6 +58,17 @@ class TopicReader:
         if self in TopicReader.open_readers:
             TopicReader.open_readers.remove(self)
             self._consumer.close()
+
+
+def _partitions(consumer: Consumer, topic: str, within_s: float = 30.0) -> list[int]:
+    """The topic's partitions, once the broker this client asks knows them. Each broker of a
+    cluster learns of a new topic from the controller in its own time: asked too early, one
+    answers with no partitions, and a reader assigned none would wait forever, silently."""
+    deadline = time.monotonic() + within_s
+    while not (partitions := consumer.list_topics(topic, timeout=10).topics[topic].partitions):
+        assert time.monotonic() < deadline, f"{topic} has no partitions after {within_s}s"
+        time.sleep(0.1)  # poll interval, bounded by the deadline
+    return sorted(partitions)
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
