@@ -8,10 +8,10 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from processors.foundation.answer_cache import AnswerCache, CachedAnswer, CacheKeys
 from processors.foundation.calling import CallOutcome, CallSpec, ReliableCaller
@@ -246,15 +246,21 @@ class ChatPipeline:
 
     async def _logged_outputs(self, command: Envelope) -> list[Envelope]:
         try:
-            logged = await self._stores.results.read(command.message_id)
+            logged = await _patiently(lambda: self._stores.results.read(command.message_id))
         except StoreUnavailable:
+            log.warning(
+                "run log not read: a redelivered command would decide again",
+                extra={"correlation_id": command.correlation_id},
+            )
             return []
         return [command.derive(item["type"], item["payload"]) for item in map(json.loads, logged)]
 
     async def _log(self, command: Envelope, output: Envelope) -> None:
-        entry = json.dumps({"type": output.message_type, "payload": output.payload})
+        entry = json.dumps({"type": output.message_type, "payload": output.payload}).encode()
         try:
-            await self._stores.results.append(command.message_id, entry.encode(), RESULT_TTL_S)
+            await _patiently(
+                lambda: self._stores.results.append(command.message_id, entry, RESULT_TTL_S)
+            )
         except StoreUnavailable:
             log.warning(
                 "run log not shared: a redelivery to another replica would decide again",
@@ -271,6 +277,23 @@ class ChatPipeline:
 
 
 _TERMINAL = frozenset({"llm.request.completed", "llm.request.failed"})
+T = TypeVar("T")
+_LOG_TRIES = 3
+_LOG_BACKOFF_S = 0.05
+
+
+async def _patiently(call: Callable[[], Awaitable[T]]) -> T:
+    """The run log is what keeps a redelivery exact, so a call that timed out (on a loaded
+    machine, usually our own loop's lag) is tried again, twice, after a short pause; a refused
+    connection (Redis down) is not, so an outage still costs each output one timeout."""
+    for attempt in range(_LOG_TRIES):
+        try:
+            return await call()
+        except StoreUnavailable as error:
+            if not error.transient or attempt + 1 == _LOG_TRIES:
+                raise
+            await asyncio.sleep(_LOG_BACKOFF_S * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _answer_is_final(policy: GuardrailPolicy) -> bool:

@@ -101,12 +101,18 @@ class Harness:
 REDIS_TIMEOUT_S = 5.0
 
 
-def harness(config_dir: Path, redis_url: str | None, namespace: str, now: float) -> Harness:
+def harness(
+    config_dir: Path,
+    redis_url: str | None,
+    namespace: str,
+    now: float,
+    redis_timeout_s: float = REDIS_TIMEOUT_S,
+) -> Harness:
     """Build inside the running event loop (the Redis and HTTP clients bind to it). Redis
     calls get a generous timeout: these scenarios run a hundred runs at once on one loop, and
     on a loaded machine the production 0.5 s would fail them on the loop's lag, not on Redis
     (tests/integration/test_stores.py covers the short timeout)."""
-    stores = connect(redis_url, namespace=namespace, timeout_s=REDIS_TIMEOUT_S)
+    stores = connect(redis_url, namespace=namespace, timeout_s=redis_timeout_s)
     clock = FakeClock(now)
     providers = ProviderPool(ENV)
     pipeline = ChatPipeline(

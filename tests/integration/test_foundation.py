@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from redis.asyncio import Redis
 
 from processors.foundation.providers import ChatMessage, count_tokens
 from tests.factories import chat_command
@@ -18,6 +19,7 @@ from tests.fakes.llm_servers import AnthropicFake, Fault, FaultPlan, OpenAIFake
 from tests.integration.foundation_setup import (
     FALLBACK_KEY,
     PRIMARY_KEY,
+    REDIS_TIMEOUT_S,
     Harness,
     harness,
     of_type,
@@ -44,13 +46,14 @@ def run_with(
     namespace: str,
     fakes: tuple[OpenAIFake, AnthropicFake],
     scenario: Scenario,
+    redis_timeout_s: float = REDIS_TIMEOUT_S,
     **sections: dict[str, Any],
 ) -> None:
     primary, fallback = fakes
     config = write_config(tmp_path / "configs", primary.base_url, fallback.base_url, **sections)
 
     async def main() -> None:
-        h = harness(config, redis_url, namespace, time.time())
+        h = harness(config, redis_url, namespace, time.time(), redis_timeout_s)
         try:
             await scenario(h)
         finally:
@@ -181,6 +184,27 @@ def test_200_concurrent_requests_against_a_budget_that_fits_50(
         assert spent_tokens == sum(d["total_tokens"] for d in done)
 
     run_with(tmp_path, redis_url, store_namespace, fakes, scenario, budgets=budgets)
+
+
+def test_a_redis_stall_longer_than_one_timeout_loses_no_run_log_entry(
+    tmp_path: Path, redis_url: str, store_namespace: str, fakes: tuple[OpenAIFake, AnthropicFake]
+) -> None:
+    """Writes stalled for 0.8 s (``CLIENT PAUSE``) right as a run starts: its first run-log
+    append times out (0.5 s) and is tried again; every output the run sent is in its log in
+    Redis (what a restarted process reads), whatever the run's outcome."""
+
+    async def scenario(h: Harness) -> None:
+        await h.run(chat_command("warm-up", cache="bypass"))  # config and connections ready
+        command = chat_command("stalled", cache="bypass")
+        async with Redis.from_url(redis_url) as admin:
+            await admin.execute_command("CLIENT", "PAUSE", 800, "WRITE")
+        outputs = await h.run(command)
+        assert h.stores.redis is not None
+        key = f"{store_namespace}:result:{command.message_id}"
+        logged = await h.stores.redis.lrange(key, 0, -1)
+        assert [json.loads(entry)["type"] for entry in logged] == [o.message_type for o in outputs]
+
+    run_with(tmp_path, redis_url, store_namespace, fakes, scenario, redis_timeout_s=0.5)
 
 
 def test_exact_cache_hits_for_the_same_tenant_only(

@@ -7,12 +7,15 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from redis.exceptions import TimeoutError
+
 from processors.foundation.stores.errors import StoreUnavailable
 from streams.redis_state import UNREACHABLE
 
 __all__ = ["DEFAULT_NAMESPACE", "reaching", "ttl_ms"]
 
 DEFAULT_NAMESPACE = "llmrp"
+_NO_FREE_CONNECTION = "No connection available"  # the bounded pool's wait timed out
 
 
 @contextmanager
@@ -22,7 +25,9 @@ def reaching(store: str) -> Iterator[None]:
     try:
         yield
     except UNREACHABLE as error:
-        raise StoreUnavailable(store, str(error) or type(error).__name__) from error
+        detail = str(error) or type(error).__name__
+        transient = isinstance(error, TimeoutError) or _NO_FREE_CONNECTION in detail
+        raise StoreUnavailable(store, detail, transient=transient) from error
 
 
 def ttl_ms(seconds: float) -> int:

@@ -7,8 +7,11 @@ __all__ = ["StoreUnavailable"]
 
 
 class StoreUnavailable(Exception):
-    """The store could not be reached or did not answer within its timeout."""
+    """The store could not be reached or did not answer within its timeout. ``transient``: it
+    timed out or had no free connection (often our own loop's lag under load, so trying again
+    may well work), rather than refusing the connection (down)."""
 
-    def __init__(self, store: str, detail: str) -> None:
+    def __init__(self, store: str, detail: str, *, transient: bool = False) -> None:
         super().__init__(f"{store} store unavailable: {detail}")
         self.store = store
+        self.transient = transient
