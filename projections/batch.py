@@ -11,13 +11,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from typing import NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, Message
 
 from projections.rows import event_row
 from streams.offsets import PartitionKey
-from streams.serde import AvroSerde, DecodeError
+from streams.serde import AvroSerde, DecodeError, WireMessage
 
 __all__ = ["EventRow", "PartitionBatch", "collect", "decode_batch"]
 
@@ -27,13 +27,23 @@ _PARTITION_EOF = getattr(KafkaError, "_PARTITION_EOF")  # noqa: B009 - librdkafk
 Poison = Callable[[Message, str], None]
 
 
-@dataclass(frozen=True)
-class EventRow:
+class EventRow(NamedTuple):
     event_id: str
     tenant_id: str
     correlation_id: str
-    timestamp: datetime
+    timestamp_micros: int
     line: str
+
+    @classmethod
+    def of(cls, wire: WireMessage) -> EventRow:
+        record = wire.record
+        return cls(
+            wire.message_id,
+            record["tenant_id"],
+            record["correlation_id"],
+            wire.timestamp_micros,
+            event_row(wire),
+        )
 
 
 @dataclass(frozen=True)
@@ -104,23 +114,15 @@ def decode_batch(messages: list[Message], serde: AvroSerde, poison: Poison) -> P
     poisoned = 0
     for message in messages:
         try:
-            envelope = serde.decode(message.value() or b"")
+            wire = serde.decode_wire(message.value() or b"")
         except DecodeError as exc:
             poison(message, f"DecodeError: {exc}")
             poisoned += 1
             continue
-        if envelope.message_id in seen:
+        if wire.message_id in seen:
             continue
-        seen.add(envelope.message_id)
-        rows.append(
-            EventRow(
-                envelope.message_id,
-                envelope.tenant_id,
-                envelope.correlation_id,
-                envelope.timestamp,
-                event_row(envelope),
-            )
-        )
+        seen.add(wire.message_id)
+        rows.append(EventRow.of(wire))
     return PartitionBatch(
         topic=str(first.topic()),
         partition=int(first.partition() or 0),

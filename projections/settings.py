@@ -21,7 +21,7 @@ class ProjectionSettings(BaseModel):
     database: str = Field("platform", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     query_port: int = Field(8124, ge=0, le=65535)
     events_ttl_days: int = Field(30, ge=1)
-    batch_size: int = Field(20_000, ge=1)
+    batch_size: int = Field(60_000, ge=1)
     batch_wait_ms: int = Field(250, ge=1)
     group_id: str = "projector"
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
 
 from projections.batch import PartitionBatch
 from projections.metrics import (
@@ -101,8 +100,8 @@ class EventWriter:
         return {str(row["event_id"]) for row in rows}
 
     def _observe_lag(self, batch: PartitionBatch) -> None:
-        now = datetime.now(UTC)
-        newest = max(row.timestamp for row in batch.rows)
-        oldest = min(row.timestamp for row in batch.rows)
-        PROJECTION_LAG.labels(self._label).set((now - newest).total_seconds())
-        PROJECTION_LAG_SECONDS.labels(self._label).observe((now - oldest).total_seconds())
+        now = time.time()
+        newest = max(row.timestamp_micros for row in batch.rows) / 1e6
+        oldest = min(row.timestamp_micros for row in batch.rows) / 1e6
+        PROJECTION_LAG.labels(self._label).set(now - newest)
+        PROJECTION_LAG_SECONDS.labels(self._label).observe(now - oldest)

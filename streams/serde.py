@@ -7,16 +7,24 @@
 
 Either way the body is decoded with writer-to-reader schema resolution against the newest
 version of the type in the repo, so consumers read the current and older versions alike.
+
+Decoding is planned once per writer schema (keyed by the framing header): resolution is skipped
+when the writer schema is the reader schema, and the envelope's id and timestamp are read as
+their plain Avro values (text, microseconds) and checked here, which is cheaper than fastavro's
+``UUID`` and ``datetime`` round trip. ``decode_wire`` stops there, for consumers (the projector)
+that want the wire values; ``decode`` builds the ``Envelope``.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import struct
+import uuid
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import parse_schema
@@ -32,6 +40,7 @@ __all__ = [
     "EncodeError",
     "Framing",
     "SingleObjectFraming",
+    "WireMessage",
 ]
 
 _ENVELOPE_FIELDS = (
@@ -49,6 +58,26 @@ _ENVELOPE_FIELDS = (
 )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# timestamp-micros values that are datetimes (fastavro's reading fails outside these).
+_MIN_MICROS = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _MICROSECOND
+_MAX_MICROS = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _MICROSECOND
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_WIRE_TYPES = {"timestamp": ("long", "timestamp-micros")}
+
+
+class WireMessage(NamedTuple):
+    """A decoded message before it becomes an ``Envelope``: ``record`` is the Avro record as
+    read (payload included); its id and timestamp fields hold wire values, the checked ones
+    are ``message_id`` (canonical uuid text) and ``timestamp_micros``."""
+
+    message_type: str
+    message_id: str
+    timestamp_micros: int
+    record: dict[str, Any]
+
+
 class DecodeError(ValueError):
     """Bytes that are not a message this platform can read; the runner dead-letters them."""
 
@@ -58,7 +87,9 @@ class EncodeError(ValueError):
 
 
 class Framing(Protocol):
-    """How a writer schema is named in front of the Avro body."""
+    """How a writer schema is named in front of the Avro body, in ``HEADER_SIZE`` bytes."""
+
+    HEADER_SIZE: int
 
     def frame(self, schema: MessageSchema, body: bytes) -> bytes: ...
 
@@ -164,6 +195,7 @@ class AvroSerde:
         self._catalog = catalog
         self._framing = framing
         self._pins = dict(pins or {})
+        self._plans: dict[bytes, _DecodePlan] = {}
 
     @property
     def catalog(self) -> SchemaCatalog:
@@ -188,15 +220,45 @@ class AvroSerde:
         return self._framing.frame(schema, buffer.getvalue())
 
     def decode(self, data: bytes) -> Envelope:
-        writer, message_type, offset = self._framing.writer_schema(data)
-        reader = self._schema_for(message_type)
+        return _envelope(self.decode_wire(data))
+
+    def decode_wire(self, data: bytes) -> WireMessage:
+        """The record as on the wire, with its id and timestamp checked as ``decode`` does."""
+        header = data[: self._framing.HEADER_SIZE]
+        plan = self._plans.get(header)
+        if plan is None:
+            plan = self._plans[header] = self._plan(data)
+        body = io.BytesIO(data)
+        body.seek(len(header))
         try:
-            record = schemaless_reader(io.BytesIO(data[offset:]), writer, reader.parsed)
+            record = schemaless_reader(body, plan.writer, plan.reader)
         except Exception as exc:  # fastavro raises many types on corrupt bodies
-            raise DecodeError(f"{message_type}: undecodable body: {exc}") from exc
+            raise DecodeError(f"{plan.message_type}: undecodable body: {exc}") from exc
         if not isinstance(record, dict):
-            raise DecodeError(f"{message_type}: body is not a record")
-        return _from_record(record, reader)
+            raise DecodeError(f"{plan.message_type}: body is not a record")
+        if record[plan.type_field] != plan.message_type:
+            raise DecodeError(
+                f"{plan.type_field} {record[plan.type_field]!r} != schema {plan.message_type}"
+            )
+        micros = record["timestamp"]
+        if not _MIN_MICROS <= micros <= _MAX_MICROS:
+            raise DecodeError(f"{plan.message_type}: timestamp {micros} out of range")
+        message_id = record[plan.id_field]
+        if not _CANONICAL_UUID.fullmatch(message_id):
+            message_id = _uuid_text(message_id, plan.message_type)
+        return WireMessage(plan.message_type, message_id, micros, record)
+
+    def _plan(self, data: bytes) -> _DecodePlan:
+        writer, message_type, _ = self._framing.writer_schema(data)
+        reader = self._schema_for(message_type)
+        wire_types = {**_WIRE_TYPES, reader.id_field: ("string", "uuid")}
+        return _DecodePlan(
+            writer=_plain_envelope(writer, wire_types),
+            reader=None if writer == reader.parsed else _plain_envelope(reader.parsed, wire_types),
+            message_type=reader.message_type,
+            id_field=reader.id_field,
+            type_field=reader.type_field,
+        )
 
     def _schema_for(self, message_type: str) -> MessageSchema:
         pinned = self._pins.get(message_type)
@@ -214,17 +276,48 @@ def _to_record(envelope: Envelope, schema: MessageSchema) -> dict[str, Any]:
     return record
 
 
-def _from_record(record: dict[str, Any], reader: MessageSchema) -> Envelope:
-    declared_type = record[reader.type_field]
-    if declared_type != reader.message_type:
-        raise DecodeError(f"{reader.type_field} {declared_type!r} != schema {reader.message_type}")
-    timestamp = record["timestamp"]
-    if not isinstance(timestamp, datetime):
-        raise DecodeError("timestamp is not a timestamp-micros value")
+class _DecodePlan(NamedTuple):
+    """How to read the bodies of one writer schema; ``reader`` is None when no resolution is
+    needed (the writer schema is the reader schema)."""
+
+    writer: dict[str, Any]
+    reader: dict[str, Any] | None
+    message_type: str
+    id_field: str
+    type_field: str
+
+
+def _plain_envelope(
+    parsed: dict[str, Any], wire_types: dict[str, tuple[str, str]]
+) -> dict[str, Any]:
+    """``parsed`` with the logical types of the envelope fields in ``wire_types`` dropped (the
+    binary encoding is the same); any other type there is not our envelope."""
+    fields = []
+    for field in parsed["fields"]:
+        expected = wire_types.get(field["name"])
+        if expected is not None:
+            kind = field["type"]
+            if not isinstance(kind, dict) or (kind["type"], kind.get("logicalType")) != expected:
+                raise DecodeError(f"{parsed['name']}.{field['name']} is not {'/'.join(expected)}")
+            field = {**field, "type": expected[0]}
+        fields.append(field)
+    return {**parsed, "fields": fields}
+
+
+def _uuid_text(value: str, message_type: str) -> str:
+    """Canonical text of a uuid written in another form (as fastavro's ``UUID`` would give)."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError as exc:
+        raise DecodeError(f"{message_type}: undecodable body: {exc}") from exc
+
+
+def _envelope(message: WireMessage) -> Envelope:
+    record = message.record
     return Envelope(
-        message_type=reader.message_type,
-        message_id=str(record[reader.id_field]),
-        timestamp=timestamp,
+        message_type=message.message_type,
+        message_id=message.message_id,
+        timestamp=_EPOCH + timedelta(microseconds=message.timestamp_micros),
         correlation_id=record["correlation_id"],
         tenant_id=record["tenant_id"],
         payload=record["payload"],

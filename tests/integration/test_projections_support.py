@@ -24,7 +24,6 @@ from projections import ProjectionSettings, ProjectionStore, Projector, SqlReade
 from projections.batch import EventRow, PartitionBatch
 from projections.migrator import migrate
 from projections.projector import event_topics
-from projections.rows import event_row
 from projections.store import open_store
 from projections.writer import EventWriter
 from streams import AvroSerde, Envelope, Settings, TopicCatalog, serde_for
@@ -205,12 +204,11 @@ def batch_of(events: Sequence[Envelope], start: int, partition: int = 0) -> Part
     """A partition batch as the projector cuts one (offsets ``start`` onwards), without Kafka."""
     seen: set[str] = set()
     rows = []
+    wire = serde()
     for e in events:
         if e.message_id not in seen:
             seen.add(e.message_id)
-            rows.append(
-                EventRow(e.message_id, e.tenant_id, e.correlation_id, e.timestamp, event_row(e))
-            )
+            rows.append(EventRow.of(wire.decode_wire(wire.encode(e))))
     return PartitionBatch(
         "test", partition, start, start + len(events), tuple(rows), len(events), 0
     )

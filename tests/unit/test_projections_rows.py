@@ -2,30 +2,36 @@
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from projections import ProjectionSettings
 from projections.migrator import load_migrations
 from projections.rows import event_row
-from streams.envelope import Envelope
+from streams.serde import WireMessage
+
+EVENT_ID = "00000000-0000-4000-8000-000000000001"
 
 
-def envelope(**payload: object) -> Envelope:
-    return Envelope(
-        message_type="llm.request.completed",
-        message_id="00000000-0000-4000-8000-000000000001",
-        timestamp=datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC),
-        correlation_id="run-1",
-        tenant_id="acme",
-        payload=payload,
-        service_name="foundation",
-        layer=1,
-        env="dev",
-        schema_version=1,
-        causation_id=None,
-        trace_id="0af7651916cd43dd8448eb211c80319c",
-        span_id=None,
-    )
+def envelope(**payload: object) -> WireMessage:
+    """A decoded event as ``AvroSerde.decode_wire`` gives it."""
+    moment = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
+    micros = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    record = {
+        "event_id": EVENT_ID,
+        "event_type": "llm.request.completed",
+        "schema_version": 1,
+        "timestamp": micros,
+        "layer": 1,
+        "service_name": "foundation",
+        "env": "dev",
+        "trace_id": "0af7651916cd43dd8448eb211c80319c",
+        "span_id": None,
+        "correlation_id": "run-1",
+        "tenant_id": "acme",
+        "causation_id": None,
+        "payload": payload,
+    }
+    return WireMessage("llm.request.completed", EVENT_ID, micros, record)
 
 
 def test_an_event_row_keeps_every_envelope_field_and_the_payload_as_json() -> None:

@@ -1,6 +1,9 @@
 import dataclasses
+import io
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastavro import schemaless_writer
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 
 from schemas import default_catalog
@@ -78,3 +81,47 @@ def test_unknown_message_type_raises_encode_error() -> None:
     envelope = sample_envelope(CATALOG.latest("llm.request.failed"))
     with pytest.raises(EncodeError, match="unknown message type"):
         SERDE.encode(dataclasses.replace(envelope, message_type="llm.request.exploded"))
+
+
+def rewritten(data: bytes, **fields: object) -> bytes:
+    """``data`` with envelope fields overwritten by raw Avro values (an id as any text, a
+    timestamp as any long), as a writer outside this repo could send them."""
+    schema = CATALOG.latest("llm.request.completed")
+    plain = {**schema.source, "fields": [dict(f) for f in schema.source["fields"]]}
+    for field in plain["fields"]:
+        if field["name"] in ("event_id", "timestamp"):
+            field["type"] = field["type"]["type"]
+    record = {**SERDE.decode_wire(data).record, **fields}
+    body = io.BytesIO()
+    schemaless_writer(body, parse_schema(plain), record)
+    return data[:10] + body.getvalue()
+
+
+@pytest.mark.parametrize("message_type", CATALOG.message_types())
+def test_decode_wire_gives_the_id_and_time_decode_gives(message_type: str) -> None:
+    data = SERDE.encode(sample_envelope(CATALOG.latest(message_type)))
+    wire, envelope = SERDE.decode_wire(data), SERDE.decode(data)
+    assert (wire.message_type, wire.message_id) == (envelope.message_type, envelope.message_id)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert wire.timestamp_micros == (envelope.timestamp - epoch) // timedelta(microseconds=1)
+    assert wire.record["payload"] == envelope.payload
+
+
+def test_ids_in_another_uuid_form_decode_to_the_canonical_text() -> None:
+    data = SERDE.encode(sample_envelope(CATALOG.latest("llm.request.completed")))
+    upper = rewritten(data, event_id="{00000000-0000-4000-8000-00000000000A}")
+    assert SERDE.decode(upper).message_id == "00000000-0000-4000-8000-00000000000a"
+    assert SERDE.decode_wire(upper).message_id == "00000000-0000-4000-8000-00000000000a"
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [({"event_id": "not-a-uuid"}, "undecodable body"), ({"timestamp": 2**62}, "out of range")],
+)
+def test_envelope_values_no_reader_accepts_raise_decode_error(
+    fields: dict[str, object], reason: str
+) -> None:
+    data = SERDE.encode(sample_envelope(CATALOG.latest("llm.request.completed")))
+    for decode in (SERDE.decode, SERDE.decode_wire):
+        with pytest.raises(DecodeError, match=reason):
+            decode(rewritten(data, **fields))
