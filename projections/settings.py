@@ -22,7 +22,7 @@ class ProjectionSettings(BaseModel):
     query_port: int = Field(8124, ge=0, le=65535)
     events_ttl_days: int = Field(30, ge=1)
     batch_size: int = Field(60_000, ge=1)
-    batch_wait_ms: int = Field(250, ge=1)
+    batch_wait_ms: int = Field(1000, ge=1)
     group_id: str = "projector"
 
     @classmethod
