@@ -83,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
         "--chunk-interval-ms", type=float, default=UpstreamSettings.chunk_interval_ms
     )
     parser.add_argument("--loadgen-procs", type=int, default=1, help="generator processes")
+    parser.add_argument(
+        "--contender-warmup",
+        type=float,
+        default=0.0,
+        help="unmeasured seconds of load at the lowest rate after each contender starts "
+        "(JIT compilers, e.g. our broker's JVM, otherwise spend the first phases compiling)",
+    )
     parser.add_argument("--cooldown", type=float, default=2.0, help="idle seconds between phases")
     parser.add_argument(
         "--keep-going",
@@ -192,6 +199,10 @@ def _run(
                     continue
                 if contender.roots() and not wait_until_quiet(contender.roots, timeout_s=90):
                     print(f"== {name}: still busy 90 s after startup; measuring anyway", flush=True)
+                if args.contender_warmup > 0:
+                    warm = argparse.Namespace(**{**vars(args), "duration": args.contender_warmup})
+                    _phase(warm, contender, endpoint, upstream, False, rates[0], workdir)
+                    _settle(args, contender)
                 run.setup.append((name, contender.version(), contender.describe()))
                 for stream in modes:
                     for position, rate in enumerate(rates):
