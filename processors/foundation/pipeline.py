@@ -85,15 +85,17 @@ class ChatPipeline:
                 yield output
             if logged[-1].message_type not in _TERMINAL:
                 interrupted = _interrupted(command)  # it died mid-run: end it, retryably
-                await self._log(command, interrupted)
+                await self._log(command, len(logged), interrupted)
                 yield interrupted
             return
         queue: asyncio.Queue[Envelope | None] = asyncio.Queue()
         run = RunRecord(command, listener=queue.put_nowait)
         task = asyncio.ensure_future(self._run(run))
         task.add_done_callback(lambda _: queue.put_nowait(None))
+        position = 0
         while (emitted := await queue.get()) is not None:
-            await self._log(command, emitted)  # write-ahead: logged before it is sent
+            await self._log(command, position, emitted)  # write-ahead: logged, then sent
+            position += 1
             yield emitted
         await task
 
@@ -255,11 +257,13 @@ class ChatPipeline:
             return []
         return [command.derive(item["type"], item["payload"]) for item in map(json.loads, logged)]
 
-    async def _log(self, command: Envelope, output: Envelope) -> None:
+    async def _log(self, command: Envelope, position: int, output: Envelope) -> None:
         entry = json.dumps({"type": output.message_type, "payload": output.payload}).encode()
         try:
             await _patiently(
-                lambda: self._stores.results.append(command.message_id, entry, RESULT_TTL_S)
+                lambda: self._stores.results.append(
+                    command.message_id, position, entry, RESULT_TTL_S
+                )
             )
         except StoreUnavailable:
             log.warning(

@@ -17,8 +17,11 @@ __all__ = ["LayeredResultStore", "MemoryResultStore", "RedisResultStore", "Resul
 
 
 class ResultStore(Protocol):
-    async def append(self, command_id: str, item: bytes, ttl_s: float) -> None:
-        """Add one output to the command's log, kept ``ttl_s`` seconds after the last append."""
+    async def append(self, command_id: str, position: int, item: bytes, ttl_s: float) -> None:
+        """Put the command's output number ``position`` in its log, kept ``ttl_s`` seconds
+        after the last append. Idempotent: a position already logged is left as it is (a
+        retried call whose first reply was lost), and one past a gap is not logged (the log
+        stays a prefix of what was sent, so positions in it always match)."""
         ...
 
     async def read(self, command_id: str) -> list[bytes]:
@@ -31,9 +34,11 @@ def _check_ttl(ttl_s: float) -> None:
         raise ValueError(f"a TTL must be positive, got {ttl_s}")
 
 
-# One round trip per output: the append and the TTL refresh in one script call.
+# One round trip per output: the positional append and the TTL refresh in one script call.
 _APPEND_LUA = """
-redis.call('RPUSH', KEYS[1], ARGV[1])
+if redis.call('LLEN', KEYS[1]) == tonumber(ARGV[3]) then
+    redis.call('RPUSH', KEYS[1], ARGV[1])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
 
@@ -47,10 +52,11 @@ class RedisResultStore:
         self._prefix = f"{namespace}:result"
         self._append = client.register_script(_APPEND_LUA)
 
-    async def append(self, command_id: str, item: bytes, ttl_s: float) -> None:
+    async def append(self, command_id: str, position: int, item: bytes, ttl_s: float) -> None:
         _check_ttl(ttl_s)
+        key = f"{self._prefix}:{command_id}"
         with reaching("results"):
-            await self._append(keys=[f"{self._prefix}:{command_id}"], args=[item, ttl_ms(ttl_s)])
+            await self._append(keys=[key], args=[item, ttl_ms(ttl_s), position])
 
     async def read(self, command_id: str) -> list[bytes]:
         with reaching("results"):
@@ -71,11 +77,13 @@ class MemoryResultStore:
         self._clock = clock
         self._logs: dict[str, tuple[list[bytes], float]] = {}  # insertion order = first write
 
-    async def append(self, command_id: str, item: bytes, ttl_s: float) -> None:
+    async def append(self, command_id: str, position: int, item: bytes, ttl_s: float) -> None:
         _check_ttl(ttl_s)
         items = await self.read(command_id)
+        if len(items) == position:
+            items.append(item)
         self._logs.pop(command_id, None)
-        self._logs[command_id] = ([*items, item], self._clock() + ttl_s)
+        self._logs[command_id] = (items, self._clock() + ttl_s)
         while len(self._logs) > self._max_entries:
             del self._logs[next(iter(self._logs))]
 
@@ -100,10 +108,10 @@ class LayeredResultStore:
         self._shared = shared
         self._local = local
 
-    async def append(self, command_id: str, item: bytes, ttl_s: float) -> None:
+    async def append(self, command_id: str, position: int, item: bytes, ttl_s: float) -> None:
         """Raises ``StoreUnavailable`` when the shared log missed the item (kept locally)."""
-        await self._local.append(command_id, item, ttl_s)
-        await self._shared.append(command_id, item, ttl_s)
+        await self._local.append(command_id, position, item, ttl_s)
+        await self._shared.append(command_id, position, item, ttl_s)
 
     async def read(self, command_id: str) -> list[bytes]:
         local = await self._local.read(command_id)
