@@ -29,6 +29,7 @@ from projections.pending import PendingMessages, intent_end, intent_metadata
 from projections.settings import ProjectionSettings
 from projections.store import ProjectionStore
 from projections.writer import EventWriter, WriteInterrupted
+from streams.batches import committing_consumer
 from streams.dead_letter import dead_letter_headers
 from streams.envelope import Clock, system_clock
 from streams.metrics import CONSUMER_LAG, DEAD_LETTERED, MESSAGES_IN
@@ -73,15 +74,8 @@ class Projector:
         self._drain_timeout_s = drain_timeout_s
         self._clock = clock
         self._input_topics = event_topics(topics, serde)
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap_servers,
-                "group.id": settings.group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                **(consumer_overrides or {}),
-            }
+        self._consumer = committing_consumer(
+            bootstrap_servers, settings.group_id, consumer_overrides
         )
         self._dead_letters = EnvelopeProducer(bootstrap_servers, serde, topics)
         self._stopping = threading.Event()

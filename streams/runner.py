@@ -25,7 +25,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from streams.batches import next_batch
+from streams.batches import committing_consumer, next_batch
 from streams.dead_letter import dead_letter_headers
 from streams.envelope import Clock, Envelope, WriterIdentity, stamp_outputs, system_clock
 from streams.metrics import (
@@ -113,15 +113,8 @@ class ProcessorRunner:
                 f"{processor.name}-{uuid.uuid4()}"
             )
         self._producer = EnvelopeProducer(bootstrap_servers, serde, topics, producer_config)
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap_servers,
-                "group.id": options.group_id or processor.name,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                **options.consumer_overrides,
-            }
+        self._consumer = committing_consumer(
+            bootstrap_servers, options.group_id or processor.name, options.consumer_overrides
         )
         self._tracker = OffsetTracker()
         self._pending: dict[PartitionKey, deque[Message]] = {}
