@@ -114,9 +114,13 @@ class LayeredResultStore:
         await self._shared.append(command_id, position, item, ttl_s)
 
     async def read(self, command_id: str) -> list[bytes]:
+        """Raises ``StoreUnavailable`` when the shared log cannot be read and this process has
+        no copy: an empty answer would make the caller decide the command again."""
         local = await self._local.read(command_id)
         try:
             shared = await self._shared.read(command_id)
         except StoreUnavailable:
-            return local
+            if local:
+                return local
+            raise
         return shared if len(shared) >= len(local) else local
