@@ -200,7 +200,7 @@ def _run(
                 if contender.roots() and not wait_until_quiet(contender.roots, timeout_s=90):
                     print(f"== {name}: still busy 90 s after startup; measuring anyway", flush=True)
                 if args.contender_warmup > 0:
-                    warm = argparse.Namespace(**{**vars(args), "duration": args.contender_warmup})
+                    warm = argparse.Namespace(**{**vars(args), "duration": args.contender_warmup, "warming": True})
                     _phase(warm, contender, endpoint, upstream, False, rates[0], workdir)
                     _settle(args, contender)
                 run.setup.append((name, contender.version(), contender.describe()))
@@ -248,6 +248,9 @@ def _phase(
     workdir: Path,
 ) -> PhaseStats:
     mode = "stream" if stream else "plain"
+    # the contender warm-up's prompts must differ from the measured phase's, or every measured
+    # request of the first rate is an answer-cache hit
+    warm_label = "-warm" if getattr(args, "warming", False) else ""
     tree = TreeMonitor(contender.roots) if contender.roots() else None
     upstream_tree = TreeMonitor(lambda: [upstream.pid])
     for monitor in (tree, upstream_tree):
@@ -270,7 +273,7 @@ def _phase(
                         "--procs": args.loadgen_procs,
                         "--proc-index": k,
                         "--start-at": repr(start_at),
-                        "--label": f"{contender.name}-{mode}-{rate:g}",
+                        "--label": f"{contender.name}-{mode}-{rate:g}{warm_label}",
                         "--out": out,
                         "--stream": stream,
                     }
