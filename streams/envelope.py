@@ -78,10 +78,11 @@ class Envelope:
         )
 
 
-def derived_id(parent_id: str, position: int) -> str:
-    """Deterministic id of the ``position``-th output of ``parent_id``: reprocessing the same
-    input yields the same ids, so downstream consumers can drop exact duplicates."""
-    return str(uuid.uuid5(_DERIVED_ID_NAMESPACE, f"{parent_id}/{position}"))
+def derived_id(parent_id: str, slot: int | str) -> str:
+    """Deterministic id of the output of ``parent_id`` in ``slot`` (its position, or a name
+    such as ``terminal``): reprocessing the same input yields the same ids, so downstream
+    consumers can drop exact duplicates."""
+    return str(uuid.uuid5(_DERIVED_ID_NAMESPACE, f"{parent_id}/{slot}"))
 
 
 def stamp_outputs(
@@ -92,11 +93,14 @@ def stamp_outputs(
     first_position: int = 0,
 ) -> list[Envelope]:
     """Give each handler output its deterministic id, its cause, the time and the writer;
-    positions count from ``first_position`` (outputs streamed one at a time)."""
+    positions count from ``first_position`` (outputs streamed one at a time). An output whose
+    handler already named its id (``derived_id`` of a slot) keeps it."""
     return [
         replace(
             output,
-            message_id=derived_id(source.message_id, position),
+            message_id=derived_id(source.message_id, position)
+            if output.message_id == source.message_id
+            else output.message_id,
             causation_id=source.message_id,
             timestamp=now,
             service_name=writer.service_name,

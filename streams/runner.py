@@ -12,13 +12,14 @@ Guarantees (see docs/STREAMS.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
 import signal
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -255,13 +256,17 @@ class ProcessorRunner:
         return True
 
     async def _finish(self, keys: list[PartitionKey]) -> dict[PartitionKey, int]:
-        """Let started work on ``keys`` end; queued, unstarted messages are left to redelivery.
-        Returns the offsets now safe to commit for ``keys``."""
+        """Let started work on ``keys`` end, cancelling what outlives the drain timeout; queued,
+        unstarted and cancelled messages are left to redelivery. Returns the offsets now safe
+        to commit for ``keys``."""
         for key in keys:
             self._pending.pop(key, None)
         tasks = [t for key in keys for t in self._tasks.get(key, set())]
         if tasks:
-            await asyncio.wait(tasks, timeout=self._options.drain_timeout_s)
+            _, late = await asyncio.wait(tasks, timeout=self._options.drain_timeout_s)
+            for task in late:  # past the drain: cancelled (a run stops paying providers)
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         return self._tracker.to_commit(keys)
 
     # --- exactly-once ----------------------------------------------------------------------
@@ -278,7 +283,8 @@ class ProcessorRunner:
                 for message in batch:
                     await self._process(message)
                 positions = _next_offsets(batch)
-                kafka.send_offsets_to_transaction(
+                await self._in_kafka_thread(
+                    kafka.send_offsets_to_transaction,
                     [TopicPartition(t, p, o) for (t, p), o in positions.items()],
                     self._consumer.consumer_group_metadata(),
                 )
@@ -289,7 +295,9 @@ class ProcessorRunner:
                 log.warning("transaction aborted, rewinding batch: %s", exc)
                 await self._in_kafka_thread(kafka.abort_transaction, 60.0)
                 for (topic, partition), offset in _first_offsets(batch).items():
-                    self._consumer.seek(TopicPartition(topic, partition, offset))
+                    await self._in_kafka_thread(
+                        self._consumer.seek, TopicPartition(topic, partition, offset)
+                    )
 
     # --- one message -----------------------------------------------------------------------
 
@@ -322,8 +330,9 @@ class ProcessorRunner:
                 await self._run_handler(envelope, trace)
                 HANDLER_SECONDS.labels(self._processor.name).observe(self._loop_time() - started)
                 return
-            except EncodeError as exc:  # an output that does not fit its schema: a bug
-                self._dead_letter(message, f"EncodeError in handler output: {exc}")
+            except (EncodeError, OutputRefused) as exc:  # a bug, or an output the broker
+                # refused (too large): never retried, that would redo the handler's side effects
+                self._dead_letter(message, f"{type(exc).__name__} in handler output: {exc}")
                 return
             except Exception as exc:
                 HANDLER_ERRORS.labels(self._processor.name).inc()
@@ -345,10 +354,16 @@ class ProcessorRunner:
         so a retried generator re-sends exact duplicates)."""
         result = self._processor.handler(envelope)
         if isinstance(result, AsyncIterator):
-            position = 0
-            async for output in result:
-                self._send(envelope, [output], position, trace)
-                position += 1
+            closing = (  # a generator stopped here (revoked, cancelled, a send failed) ends
+                contextlib.aclosing(result)
+                if isinstance(result, AsyncGenerator)
+                else contextlib.nullcontext(result)
+            )
+            async with closing as stream:
+                position = 0
+                async for output in stream:
+                    self._send(envelope, [output], position, trace)
+                    position += 1
             return
         outputs = await result if inspect.isawaitable(result) else result
         self._send(envelope, outputs, 0, trace)
@@ -365,7 +380,10 @@ class ProcessorRunner:
             replace(o, trace_id=trace_id, span_id=span_id) if trace_id else o
             for o in stamp_outputs(source, outputs, self._writer, self._clock(), first_position)
         ]
-        self._producer.send(stamped)
+        try:
+            self._producer.send(stamped)
+        except KafkaException as exc:
+            raise OutputRefused(str(exc)) from exc
         for output in stamped:
             MESSAGES_OUT.labels(
                 self._processor.name, self._topics.topic_for(output.message_type)
@@ -418,6 +436,10 @@ class ProcessorRunner:
 
     def _loop_time(self) -> float:
         return asyncio.get_running_loop().time()
+
+
+class OutputRefused(RuntimeError):
+    """The producer refused a handler's output outright (too large, say)."""
 
 
 def _header(message: Message, name: str) -> str | None:

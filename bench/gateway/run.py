@@ -200,7 +200,9 @@ def _run(
                 if contender.roots() and not wait_until_quiet(contender.roots, timeout_s=90):
                     print(f"== {name}: still busy 90 s after startup; measuring anyway", flush=True)
                 if args.contender_warmup > 0:
-                    warm = argparse.Namespace(**{**vars(args), "duration": args.contender_warmup, "warming": True})
+                    warm = argparse.Namespace(
+                        **{**vars(args), "duration": args.contender_warmup, "warming": True}
+                    )
                     _phase(warm, contender, endpoint, upstream, False, rates[0], workdir)
                     _settle(args, contender)
                 run.setup.append((name, contender.version(), contender.describe()))

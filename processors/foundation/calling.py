@@ -144,9 +144,13 @@ class ReliableCaller:
 
         def delta_event(index: int, delta: ChatDelta) -> None:
             if spec.emit_deltas:
-                run.emit("llm.delta.generated", _delta(index, delta, target, run.attempts))
+                slot = f"delta/{run.attempts}/{index}"
+                run.emit_live(
+                    "llm.delta.generated", _delta(index, delta, target, run.attempts), slot
+                )
 
         request = spec.request_for(target.model)
+        await run.checkpoint()  # the decision to call is logged before anyone is paid
         try:
             result = await _invoke(provider, request, spec.stream, timeout, delta_event)
         except ProviderError as error:

@@ -5,13 +5,14 @@ breakers) -> guard output -> settle budget -> cache the answer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from processors.foundation.answer_cache import AnswerCache, CachedAnswer, CacheKeys
 from processors.foundation.calling import CallOutcome, CallSpec, ReliableCaller
@@ -22,6 +23,7 @@ from processors.foundation.provider_pool import ProviderPool
 from processors.foundation.providers import ChatMessage, ChatResult, Usage, cost_usd, count_tokens
 from processors.foundation.request import ParsedRequest, parse_request
 from processors.foundation.run import RunRecord
+from processors.foundation.run_log import RunFenced, RunJournal
 from processors.foundation.stores import BudgetRejection, Reservation, Stores, StoreUnavailable
 from streams.envelope import Envelope
 from streams.errors import ErrorCode, PlatformError
@@ -72,32 +74,58 @@ class ChatPipeline:
             await running.wait()
         finished = self._running[command.message_id] = asyncio.Event()
         try:
-            async for output in self._stream_once(command):
-                yield output
+            async with contextlib.aclosing(self._stream_once(command)) as outputs:
+                async for output in outputs:
+                    yield output
         finally:
             del self._running[command.message_id]
             finished.set()
 
-    async def _stream_once(self, command: Envelope) -> AsyncIterator[Envelope]:
-        logged = await self._logged_outputs(command)
-        if logged:  # redelivered after a crash: resend exactly what was sent, decide nothing
-            for output in logged:
-                yield output
-            if logged[-1].message_type not in _TERMINAL:
-                interrupted = _interrupted(command)  # it died mid-run: end it, retryably
-                await self._log(command, len(logged), interrupted)
-                yield interrupted
-            return
+    async def _stream_once(self, command: Envelope) -> AsyncGenerator[Envelope, None]:
+        """The run decides in a task of its own and its events reach the caller through a
+        queue; when the caller stops listening (a revoked partition, a stopping runner) the
+        run is cancelled, so no provider is called for a command this replica gave up."""
         queue: asyncio.Queue[Envelope | None] = asyncio.Queue()
-        run = RunRecord(command, listener=queue.put_nowait)
-        task = asyncio.ensure_future(self._run(run))
+        journal = RunJournal(
+            self._stores.results, command, queue.put_nowait, _TERMINAL, RESULT_TTL_S
+        )
+        task = asyncio.ensure_future(self._decide(command, journal, queue.put_nowait))
         task.add_done_callback(lambda _: queue.put_nowait(None))
-        position = 0
-        while (emitted := await queue.get()) is not None:
-            await self._log(command, position, emitted)  # write-ahead: logged, then sent
-            position += 1
-            yield emitted
-        await task
+        try:
+            while (output := await queue.get()) is not None:
+                yield output
+            await task
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _decide(
+        self, command: Envelope, journal: RunJournal, send: Callable[[Envelope], None]
+    ) -> None:
+        """A command with a log was redelivered: what the log holds is resent and nothing is
+        decided again; a run the log shows unfinished (its writer died or was fenced mid-run)
+        is ended retryably. Otherwise the run decides, logging at each decision point."""
+        recorded = await journal.recorded()
+        if not recorded:
+            run = RunRecord(command, commit=journal.commit, release=send)
+            try:
+                await self._run(run)
+                await run.checkpoint()
+                return
+            except RunFenced as fenced:
+                recorded = fenced.outputs
+        while True:
+            for output in recorded:
+                send(output)  # exact duplicates of whatever was sent before
+            if journal.ended(recorded):
+                return
+            try:
+                await journal.commit([_interrupted(command)])
+                return
+            except RunFenced as fenced:
+                recorded = fenced.outputs
 
     async def _run(self, run: RunRecord) -> None:
         payload = run.command.payload
@@ -114,6 +142,8 @@ class ChatPipeline:
             await self._serve(run, self._config.current())
         except PlatformError as error:
             self._fail(run, error)
+        except RunFenced:
+            raise
         except Exception:
             log.exception(
                 "foundation pipeline bug", extra={"correlation_id": run.command.correlation_id}
@@ -246,31 +276,6 @@ class ChatPipeline:
         except StoreUnavailable:
             log.warning("budget release lost: store unavailable")
 
-    async def _logged_outputs(self, command: Envelope) -> list[Envelope]:
-        try:
-            logged = await _patiently(lambda: self._stores.results.read(command.message_id))
-        except StoreUnavailable:
-            log.warning(
-                "run log not read: a redelivered command would decide again",
-                extra={"correlation_id": command.correlation_id},
-            )
-            return []
-        return [command.derive(item["type"], item["payload"]) for item in map(json.loads, logged)]
-
-    async def _log(self, command: Envelope, position: int, output: Envelope) -> None:
-        entry = json.dumps({"type": output.message_type, "payload": output.payload}).encode()
-        try:
-            await _patiently(
-                lambda: self._stores.results.append(
-                    command.message_id, position, entry, RESULT_TTL_S
-                )
-            )
-        except StoreUnavailable:
-            log.warning(
-                "run log not shared: a redelivery to another replica would decide again",
-                extra={"correlation_id": command.correlation_id},
-            )
-
     def _emit_violations(self, run: RunRecord, outcome: GuardrailOutcome) -> list[str]:
         for violation in outcome.violations:
             run.emit("guardrail.violation.detected", _violation_event(violation))
@@ -281,23 +286,6 @@ class ChatPipeline:
 
 
 _TERMINAL = frozenset({"llm.request.completed", "llm.request.failed"})
-T = TypeVar("T")
-_LOG_TRIES = 3
-_LOG_BACKOFF_S = 0.05
-
-
-async def _patiently(call: Callable[[], Awaitable[T]]) -> T:
-    """The run log is what keeps a redelivery exact, so a call that timed out (on a loaded
-    machine, usually our own loop's lag) is tried again, twice, after a short pause; a refused
-    connection (Redis down) is not, so an outage still costs each output one timeout."""
-    for attempt in range(_LOG_TRIES):
-        try:
-            return await call()
-        except StoreUnavailable as error:
-            if not error.transient or attempt + 1 == _LOG_TRIES:
-                raise
-            await asyncio.sleep(_LOG_BACKOFF_S * 2**attempt)
-    raise AssertionError("unreachable")
 
 
 def _answer_is_final(policy: GuardrailPolicy) -> bool:

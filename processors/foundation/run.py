@@ -1,26 +1,36 @@
-"""One run's record: the events the pipeline emits, in order, and its clock."""
+"""One run's record: the events the pipeline decides, in order, and its clock."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from streams.envelope import Envelope
+from streams.envelope import Envelope, derived_id
 
-__all__ = ["RunRecord"]
+__all__ = ["RunRecord", "release_unlogged"]
+
+Commit = Callable[[list[Envelope]], Awaitable[None]]
+
+
+async def release_unlogged(outputs: list[Envelope]) -> None:
+    """A commit that logs nothing (a record that is only looked at, never sent)."""
 
 
 @dataclass
 class RunRecord:
-    """Outputs accumulate here (the run's record) and go to ``listener`` as they happen (the
-    live stream the runner sends)."""
+    """Decided events wait in ``pending`` until the next ``checkpoint`` hands them to
+    ``commit`` (the run log, which logs then sends them): a run checkpoints before each
+    provider call and once at its end, so the log is written at decision points, not per
+    event. Deltas are the exception: ``emit_live`` sends them at once, unlogged, under ids of
+    their own (attempt and index) that no other event can take."""
 
     command: Envelope
-    listener: Callable[[Envelope], None] | None = None  # sees each output as it is emitted
+    commit: Commit = release_unlogged
+    release: Callable[[Envelope], None] | None = None  # sends a live (unlogged) event
     monotonic: Callable[[], float] = time.monotonic
-    outputs: list[Envelope] = field(default_factory=list)
+    pending: list[Envelope] = field(default_factory=list)
     started_at: float = 0.0
     attempts: int = 0
 
@@ -28,10 +38,18 @@ class RunRecord:
         self.started_at = self.monotonic()
 
     def emit(self, message_type: str, payload: dict[str, Any]) -> None:
+        self.pending.append(self.command.derive(message_type, payload))
+
+    def emit_live(self, message_type: str, payload: dict[str, Any], slot: str) -> None:
         output = self.command.derive(message_type, payload)
-        self.outputs.append(output)
-        if self.listener is not None:
-            self.listener(output)
+        if self.release is not None:
+            self.release(replace(output, message_id=derived_id(self.command.message_id, slot)))
+
+    async def checkpoint(self) -> None:
+        """Log and send what was decided since the last checkpoint."""
+        if self.pending:
+            decided, self.pending = self.pending, []
+            await self.commit(decided)
 
     def elapsed_ms(self) -> int:
         return int((self.monotonic() - self.started_at) * 1000)

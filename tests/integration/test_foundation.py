@@ -202,7 +202,8 @@ def test_a_redis_stall_longer_than_one_timeout_loses_no_run_log_entry(
         assert h.stores.redis is not None
         key = f"{store_namespace}:result:{command.message_id}"
         logged = await h.stores.redis.lrange(key, 0, -1)
-        assert [json.loads(entry)["type"] for entry in logged] == [o.message_type for o in outputs]
+        types = [item["type"] for segment in logged for item in json.loads(segment)]
+        assert types == [o.message_type for o in outputs]
 
     run_with(tmp_path, redis_url, store_namespace, fakes, scenario, redis_timeout_s=0.5)
 

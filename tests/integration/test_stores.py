@@ -16,8 +16,6 @@ import pytest
 from processors.foundation.config import BreakerSettings, TenantBudget
 from processors.foundation.stores import (
     BudgetRejection,
-    LayeredResultStore,
-    MemoryResultStore,
     Reservation,
     Stores,
     StoreUnavailable,
@@ -332,19 +330,23 @@ async def test_cache_and_results_round_trip(stores: Stores) -> None:
     await stores.cache.put("k", b"\x00answer", 60)
     assert await stores.cache.get("k") == b"\x00answer"
     assert await stores.results.read("k") == []  # same key, other store
-    await stores.results.append("cmd-1", 0, b"first", 60)
-    await stores.results.append("cmd-1", 1, b"second", 60)
+    assert await stores.results.extend("cmd-1", [b"first"], 60) == [b"first"]
+    assert await stores.results.extend("cmd-1", [b"first", b"second"], 60) == [b"first", b"second"]
     assert await stores.results.read("cmd-1") == [b"first", b"second"]
 
 
-async def test_a_run_log_append_is_idempotent_by_position(stores: Stores) -> None:
-    """A retried append (its first reply lost) is not logged twice, and an append past a gap
-    (an earlier one failed) is not logged, so positions in the log match what was sent."""
-    await stores.results.append("cmd", 0, b"first", 60)
-    await stores.results.append("cmd", 0, b"first", 60)  # the retry
-    await stores.results.append("cmd", 1, b"second", 60)
-    await stores.results.append("cmd", 3, b"fourth", 60)  # the third never made it
-    assert await stores.results.read("cmd") == [b"first", b"second"]
+async def test_a_run_log_extension_is_idempotent_and_fenced(stores: Stores) -> None:
+    """A retried extension (its first reply lost) is not logged twice; a writer whose history
+    diverges from the log (another replica decided the command) is told the log that holds and
+    changes nothing; a log that lost entries takes the writer's history back."""
+    assert await stores.results.extend("cmd", [b"first"], 60) == [b"first"]
+    assert await stores.results.extend("cmd", [b"first"], 60) == [b"first"]  # the retry
+    assert await stores.results.extend("cmd", [b"first", b"mine"], 60) == [b"first", b"mine"]
+    theirs = [b"first", b"theirs", b"end"]
+    assert await stores.results.extend("cmd", theirs, 60) == [b"first", b"mine"]
+    assert await stores.results.extend("cmd", [b"first"], 60) == [b"first", b"mine"]  # behind
+    assert await stores.results.read("cmd") == [b"first", b"mine"]
+    assert await stores.results.extend("new", [b"a", b"b"], 60) == [b"a", b"b"]
 
 
 async def test_a_ttl_must_be_positive(stores: Stores) -> None:
@@ -359,7 +361,7 @@ async def test_redis_expires_records_after_their_ttl(redis_url: str, store_names
         await stores.cache.put("long", b"v", 3_600)
         remaining_ms = await stores.redis.pttl(f"{store_namespace}:cache:long")
         assert 3_599_000 < remaining_ms <= 3_600_000
-        await stores.results.append("short", 0, b"v", 0.05)
+        await stores.results.extend("short", [b"v"], 0.05)
         await stores.cache.put("short", b"v", 0.05)
         await poll_until(lambda: gone(stores, "short"), within_s=5)
     finally:
@@ -416,7 +418,8 @@ def every_method(stores: Stores) -> list[Callable[[], Awaitable[object]]]:
         lambda: stores.cache.put("k", b"v", 1),
         lambda: stores.breakers.acquire(KEY, BREAKER, NOW),
         lambda: stores.breakers.record(KEY, False, BREAKER, NOW),
-        lambda: stores.results.append("c", 0, b"v", 1),
+        lambda: stores.results.extend("c", [b"v"], 1),
+        lambda: stores.results.read("c"),
     ]
 
 
@@ -436,27 +439,3 @@ async def test_unreachable_redis_raises_store_unavailable_promptly(
             assert caught.value.transient is (server == "silent_port")
     finally:
         await stores.aclose()
-
-
-async def test_a_run_log_redis_missed_is_still_read_back_by_this_process() -> None:
-    stores = connect(f"redis://127.0.0.1:{free_ports(1)[0]}/0")
-    try:
-        for position, item in enumerate((b"first", b"second")):
-            with pytest.raises(StoreUnavailable):
-                await stores.results.append("cmd", position, item, 60)
-        assert await stores.results.read("cmd") == [b"first", b"second"]
-        with pytest.raises(StoreUnavailable):  # no copy here: "empty" would be a guess
-            await stores.results.read("other")
-    finally:
-        await stores.aclose()
-
-
-async def test_a_run_log_read_takes_the_log_that_knows_more() -> None:
-    shared, local = MemoryResultStore(), MemoryResultStore()
-    layered = LayeredResultStore(shared, local)
-    await local.append("mine", 0, b"sent", 60)  # Redis missed it
-    await shared.append("theirs", 0, b"one", 60)  # another replica went further
-    await shared.append("theirs", 1, b"two", 60)
-    await local.append("theirs", 0, b"one", 60)
-    assert await layered.read("mine") == [b"sent"]
-    assert await layered.read("theirs") == [b"one", b"two"]

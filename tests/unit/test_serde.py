@@ -70,9 +70,17 @@ def test_truncated_body_raises_decode_error() -> None:
         SERDE.decode(data[: len(data) // 2])
 
 
-def test_payload_that_does_not_fit_raises_encode_error() -> None:
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"retryable": "maybe"},  # the writer alone would coerce it to True
+        {"attempts": True},  # a bool where an int goes
+        {"attempts": "3"},
+    ],
+)
+def test_payload_that_does_not_fit_raises_encode_error(change: dict[str, object]) -> None:
     envelope = sample_envelope(CATALOG.latest("llm.request.failed"))
-    broken = dataclasses.replace(envelope, payload={**envelope.payload, "retryable": "maybe"})
+    broken = dataclasses.replace(envelope, payload={**envelope.payload, **change})
     with pytest.raises(EncodeError, match=r"llm\.request\.failed"):
         SERDE.encode(broken)
 

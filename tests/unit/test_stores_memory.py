@@ -124,10 +124,10 @@ async def test_memory_records_expire_by_the_injected_clock() -> None:
 
 async def test_memory_run_logs_drop_the_oldest_beyond_capacity() -> None:
     results = MemoryResultStore(max_entries=2)
-    await results.append("a", 0, b"1", 60)
-    await results.append("b", 0, b"2", 60)
-    await results.append("a", 1, b"3", 60)  # an append makes "a" the newest
-    await results.append("c", 0, b"4", 60)
+    await results.extend("a", [b"1"], 60)
+    await results.extend("b", [b"2"], 60)
+    await results.extend("a", [b"1", b"3"], 60)  # an extension makes "a" the newest
+    await results.extend("c", [b"4"], 60)
     assert [await results.read(k) for k in "abc"] == [[b"1", b"3"], [], [b"4"]]
 
 

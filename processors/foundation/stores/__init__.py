@@ -32,7 +32,6 @@ from processors.foundation.stores.cache import (
 )
 from processors.foundation.stores.errors import StoreUnavailable
 from processors.foundation.stores.idempotency import (
-    LayeredResultStore,
     MemoryResultStore,
     RedisResultStore,
     ResultStore,
@@ -51,7 +50,6 @@ __all__ = [
     "BudgetLedger",
     "BudgetRejection",
     "CircuitBreakerStore",
-    "LayeredResultStore",
     "MemoryBudgetLedger",
     "MemoryCircuitBreakerStore",
     "MemoryResponseCache",
@@ -72,11 +70,6 @@ __all__ = [
     "Transition",
     "connect",
 ]
-
-
-# Commands whose outputs this process keeps besides Redis: enough for every command in flight
-# around a rebalance, which is when a redelivery comes back to the same process.
-LOCAL_RESULT_LOGS = 10_000
 
 
 @dataclass(frozen=True)
@@ -117,9 +110,7 @@ def connect(
         RedisBudgetLedger(client, namespace),
         RedisResponseCache(client, namespace),
         RedisCircuitBreakerStore(client, namespace),
-        LayeredResultStore(
-            RedisResultStore(client, namespace), MemoryResultStore(LOCAL_RESULT_LOGS)
-        ),
+        RedisResultStore(client, namespace),
         RedisSemanticCacheStore(client, namespace),
         client,
     )

@@ -1,31 +1,37 @@
-"""A write-ahead log of each command's outputs, by command id: every output is appended
-before it is sent, so a command redelivered after a crash re-emits exactly what was sent (same
-ids, same content) instead of deciding again or paying a provider twice."""
+"""The run log: each command's decided outputs, by command id, in segments. A segment is logged
+before any of its outputs is sent, so a command redelivered after a crash or a rebalance resends
+exactly what was sent (same ids, same content) instead of deciding again or paying a provider
+twice.
+
+The log is fenced by content: a writer extends it with its whole history, and the extension
+takes only when the log so far is a prefix of that history. A writer whose history diverges
+(another replica decided the same command) learns it from the answer, sends nothing of its own
+and resends the log instead, so two writers can never send different content under one id."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
 from redis.asyncio import Redis
 
 from processors.foundation.stores._redis import DEFAULT_NAMESPACE, reaching, ttl_ms
-from processors.foundation.stores.errors import StoreUnavailable
 
-__all__ = ["LayeredResultStore", "MemoryResultStore", "RedisResultStore", "ResultStore"]
+__all__ = ["MemoryResultStore", "RedisResultStore", "ResultStore"]
 
 
 class ResultStore(Protocol):
-    async def append(self, command_id: str, position: int, item: bytes, ttl_s: float) -> None:
-        """Put the command's output number ``position`` in its log, kept ``ttl_s`` seconds
-        after the last append. Idempotent: a position already logged is left as it is (a
-        retried call whose first reply was lost), and one past a gap is not logged (the log
-        stays a prefix of what was sent, so positions in it always match)."""
+    async def extend(self, command_id: str, history: Sequence[bytes], ttl_s: float) -> list[bytes]:
+        """Make the command's log ``history`` if the log so far is a prefix of it, and keep it
+        ``ttl_s`` seconds. Returns the log as it now is: equal to ``history`` when this writer
+        holds it (a retry whose first reply was lost included), another writer's log when not.
+        A log that lost entries (expired, an emptied Redis) is a prefix too: the writer's own
+        history is written back."""
         ...
 
     async def read(self, command_id: str) -> list[bytes]:
-        """The command's log in append order; empty if it never ran (or the log expired)."""
+        """The command's log in order; empty if it never ran (or the log expired)."""
         ...
 
 
@@ -34,12 +40,20 @@ def _check_ttl(ttl_s: float) -> None:
         raise ValueError(f"a TTL must be positive, got {ttl_s}")
 
 
-# One round trip per output: the positional append and the TTL refresh in one script call.
-_APPEND_LUA = """
-if redis.call('LLEN', KEYS[1]) == tonumber(ARGV[3]) then
-    redis.call('RPUSH', KEYS[1], ARGV[1])
+# One round trip per decision point: the prefix check, the extension and the TTL in one script.
+_EXTEND_LUA = """
+local log = redis.call('LRANGE', KEYS[1], 0, -1)
+local wanted = #ARGV - 1
+for i = 1, #log do
+    if i > wanted or log[i] ~= ARGV[i + 1] then
+        return log
+    end
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+for i = #log + 1, wanted do
+    redis.call('RPUSH', KEYS[1], ARGV[i + 1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return redis.call('LRANGE', KEYS[1], 0, -1)
 """
 
 
@@ -50,23 +64,24 @@ class RedisResultStore:
     def __init__(self, client: Redis, namespace: str = DEFAULT_NAMESPACE) -> None:
         self._client = client
         self._prefix = f"{namespace}:result"
-        self._append = client.register_script(_APPEND_LUA)
+        self._extend = client.register_script(_EXTEND_LUA)
 
-    async def append(self, command_id: str, position: int, item: bytes, ttl_s: float) -> None:
+    async def extend(self, command_id: str, history: Sequence[bytes], ttl_s: float) -> list[bytes]:
         _check_ttl(ttl_s)
         key = f"{self._prefix}:{command_id}"
         with reaching("results"):
-            await self._append(keys=[key], args=[item, ttl_ms(ttl_s), position])
+            log = await self._extend(keys=[key], args=[ttl_ms(ttl_s), *history])
+        return cast(list[bytes], log)  # the client does not decode responses
 
     async def read(self, command_id: str) -> list[bytes]:
         with reaching("results"):
             items = await self._client.lrange(f"{self._prefix}:{command_id}", 0, -1)
-        return cast(list[bytes], items)  # the client does not decode responses
+        return cast(list[bytes], items)
 
 
 class MemoryResultStore:
-    """One process's logs; past ``max_entries`` commands the oldest logs are dropped, which can
-    only cost a second decision for a very old redelivery."""
+    """One process's logs (a single replica); past ``max_entries`` commands the oldest logs are
+    dropped, which can only cost a second decision for a very old redelivery."""
 
     def __init__(
         self, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic
@@ -77,15 +92,16 @@ class MemoryResultStore:
         self._clock = clock
         self._logs: dict[str, tuple[list[bytes], float]] = {}  # insertion order = first write
 
-    async def append(self, command_id: str, position: int, item: bytes, ttl_s: float) -> None:
+    async def extend(self, command_id: str, history: Sequence[bytes], ttl_s: float) -> list[bytes]:
         _check_ttl(ttl_s)
-        items = await self.read(command_id)
-        if len(items) == position:
-            items.append(item)
+        log = await self.read(command_id)
+        if log != list(history[: len(log)]):
+            return log
         self._logs.pop(command_id, None)
-        self._logs[command_id] = (items, self._clock() + ttl_s)
+        self._logs[command_id] = (list(history), self._clock() + ttl_s)
         while len(self._logs) > self._max_entries:
             del self._logs[next(iter(self._logs))]
+        return list(history)
 
     async def read(self, command_id: str) -> list[bytes]:
         entry = self._logs.get(command_id)
@@ -96,31 +112,3 @@ class MemoryResultStore:
             del self._logs[command_id]
             return []
         return list(items)
-
-
-class LayeredResultStore:
-    """The shared log backed by this process's own copy: a Redis call that times out (a stalled
-    event loop, a Redis blip) must not make this process decide a redelivered command again, so
-    every output is also kept locally and a read prefers whichever log knows more. Only a
-    redelivery to another replica still depends on the shared log alone."""
-
-    def __init__(self, shared: ResultStore, local: ResultStore) -> None:
-        self._shared = shared
-        self._local = local
-
-    async def append(self, command_id: str, position: int, item: bytes, ttl_s: float) -> None:
-        """Raises ``StoreUnavailable`` when the shared log missed the item (kept locally)."""
-        await self._local.append(command_id, position, item, ttl_s)
-        await self._shared.append(command_id, position, item, ttl_s)
-
-    async def read(self, command_id: str) -> list[bytes]:
-        """Raises ``StoreUnavailable`` when the shared log cannot be read and this process has
-        no copy: an empty answer would make the caller decide the command again."""
-        local = await self._local.read(command_id)
-        try:
-            shared = await self._shared.read(command_id)
-        except StoreUnavailable:
-            if local:
-                return local
-            raise
-        return shared if len(shared) >= len(local) else local
