@@ -58,13 +58,22 @@ class HubEvent:
 class RunWatch:
     """One waiting request's view of one run: its events in log order, as they arrive. It
     ends when closed or, at the latest, when ``expires_at`` (loop time) has passed, so a
-    request that vanished without closing it leaks nothing."""
+    request that vanished without closing it leaks nothing; ``on_end`` runs once when it ends
+    (a streamed response whose body never started frees its admission slot this way too)."""
 
-    def __init__(self, hub: EventHub, correlation_id: str, tenant: str, expires_at: float) -> None:
+    def __init__(
+        self,
+        hub: EventHub,
+        correlation_id: str,
+        tenant: str,
+        expires_at: float,
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
         self._hub = hub
         self.correlation_id = correlation_id
         self.tenant = tenant
         self.expires_at = expires_at
+        self.on_end = on_end
         self.events: asyncio.Queue[Event] = asyncio.Queue()
 
     def close(self) -> None:
@@ -117,9 +126,15 @@ class EventHub:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
 
-    def watch(self, correlation_id: str, tenant: str, expires_at: float) -> RunWatch:
+    def watch(
+        self,
+        correlation_id: str,
+        tenant: str,
+        expires_at: float,
+        on_end: Callable[[], None] | None = None,
+    ) -> RunWatch:
         """Events of ``correlation_id`` (of ``tenant`` only) from now until the watch closes."""
-        watch = RunWatch(self, correlation_id, tenant, expires_at)
+        watch = RunWatch(self, correlation_id, tenant, expires_at, on_end)
         self._watches.setdefault(correlation_id, set()).add(watch)
         RUN_WAITERS.inc()
         return watch
@@ -132,6 +147,8 @@ class EventHub:
         watchers.discard(watch)
         if not watchers:
             del self._watches[watch.correlation_id]
+        if watch.on_end is not None:
+            watch.on_end()
 
     def _dispatch(self, messages: list[tuple[str, int, int, int, Event]]) -> None:
         """On the event loop: advance positions, then hand each event out in log order."""
