@@ -15,7 +15,9 @@ from streams.topics import TopicCatalog
 from streams.tracing import TRACEPARENT, traceparent_of
 
 __all__ = [
+    "CORRELATION_ID_HEADER",
     "MESSAGE_TYPE_HEADER",
+    "TENANT_ID_HEADER",
     "DeliveryError",
     "DeliveryReport",
     "EnvelopeProducer",
@@ -24,6 +26,8 @@ __all__ = [
 ]
 
 MESSAGE_TYPE_HEADER = "message_type"
+CORRELATION_ID_HEADER = "correlation_id"
+TENANT_ID_HEADER = "tenant_id"
 Headers = Sequence[tuple[str, bytes]]
 DeliveryReport = Callable[[KafkaError | None, Message], None]
 """Called once per message, on the thread that polls or flushes: ``None`` once acknowledged."""
@@ -125,7 +129,12 @@ class EnvelopeProducer:
 
 
 def _headers_of(envelope: Envelope) -> Headers:
-    headers = [(MESSAGE_TYPE_HEADER, envelope.message_type.encode())]
+    """What a consumer may route by without decoding the value (copies of envelope fields)."""
+    headers = [
+        (MESSAGE_TYPE_HEADER, envelope.message_type.encode()),
+        (CORRELATION_ID_HEADER, envelope.correlation_id.encode()),
+        (TENANT_ID_HEADER, envelope.tenant_id.encode()),
+    ]
     traceparent = traceparent_of(envelope)
     if traceparent is not None:
         headers.append((TRACEPARENT, traceparent.encode()))
