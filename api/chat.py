@@ -78,12 +78,17 @@ async def chat_completions(
     services = services_of(request)
     settings = services.config.chat
     hub = services.kafka().hub
-    messages = [m.model_dump(mode="json") for m in body.messages]
-    tokens = estimate_tokens(messages, body.completion_limit(), principal.limits)
-    await enforce_rate_limit(services, principal, tokens)
-    wait_s = min(x_request_timeout or settings.wait_timeout_s, settings.wait_timeout_s)
-    deadline = asyncio.get_running_loop().time() + wait_s
-    claim = await claim_run(request, principal, idempotency_key, ROUTE, body)
+    slot = services.in_flight.take()  # first: a refused request is charged and claims nothing
+    try:
+        messages = [m.model_dump(mode="json") for m in body.messages]
+        tokens = estimate_tokens(messages, body.completion_limit(), principal.limits)
+        await enforce_rate_limit(services, principal, tokens)
+        wait_s = min(x_request_timeout or settings.wait_timeout_s, settings.wait_timeout_s)
+        deadline = asyncio.get_running_loop().time() + wait_s
+        claim = await claim_run(request, principal, idempotency_key, ROUTE, body)
+    except BaseException:
+        slot.release()
+        raise
     payload = command_payload(
         body,
         deadline=datetime.now(UTC) + timedelta(seconds=settings.run_deadline_s),
@@ -91,7 +96,9 @@ async def chat_completions(
         bypass_cache="no-cache" in (cache_control or "") or "no-store" in (cache_control or ""),
     )
     command = command_for(services, principal, claim, "llm.chat.requested", payload, traceparent)
-    watch = hub.watch(claim.correlation_id, principal.tenant, deadline + _WATCH_GRACE_S)
+    watch = hub.watch(
+        claim.correlation_id, principal.tenant, deadline + _WATCH_GRACE_S, on_end=slot.release
+    )
     streaming = False
     try:
         claim = await publish(services, principal, claim, command)

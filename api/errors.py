@@ -35,7 +35,8 @@ log = logging.getLogger("api")
 
 
 class HttpErrorCode(StrEnum):
-    """Failures that only exist at the HTTP edge; none of them is worth retrying unchanged."""
+    """Failures that only exist at the HTTP edge. Only ``OVERLOADED`` (this replica is full, try
+    again shortly) and ``STREAM_INCONSISTENT`` are worth retrying unchanged."""
 
     UNAUTHENTICATED = "UNAUTHENTICATED"
     NOT_FOUND = "NOT_FOUND"
@@ -43,6 +44,7 @@ class HttpErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
     STREAM_INCONSISTENT = "STREAM_INCONSISTENT"
+    OVERLOADED = "OVERLOADED"
 
 
 Code = ErrorCode | HttpErrorCode
@@ -67,8 +69,9 @@ _STATUS: dict[Code, int] = {
     HttpErrorCode.IDEMPOTENCY_CONFLICT: 409,
     HttpErrorCode.PAYLOAD_TOO_LARGE: 413,
     HttpErrorCode.STREAM_INCONSISTENT: 502,
+    HttpErrorCode.OVERLOADED: 503,
 }
-_RETRYABLE_AT_EDGE = frozenset({HttpErrorCode.STREAM_INCONSISTENT})
+_RETRYABLE_AT_EDGE = frozenset({HttpErrorCode.STREAM_INCONSISTENT, HttpErrorCode.OVERLOADED})
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

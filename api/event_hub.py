@@ -7,7 +7,14 @@ subscribed: no rebalances, no join delay, no commits), so whichever replica a cl
 landed on sees that run's events: no sticky routing, and one consumer however many requests
 wait. Start offsets are the high watermarks read before the replica reports ready, so an
 event produced after readiness is never missed; a waiter registers before its command is
-published, so its run's events cannot pass by unseen."""
+published, so its run's events cannot pass by unseen.
+
+Only what someone here uses is decoded (Avro to JSON): events of a run a request waits for, and
+of a tenant with a live feed client. The consumer thread judges by the ``correlation_id`` and
+``tenant_id`` headers; the rest travels on as bytes (``RawEvent``) into the recent buffer, where
+a resume, a retry or a run view decodes it if it ever needs it. Interest that arrived after the
+thread judged is caught on the event loop, which decodes such an event before routing it.
+Messages without those headers (older producers) are decoded as they come."""
 
 from __future__ import annotations
 
@@ -26,9 +33,11 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from api.config import HUB_BATCH
 from api.metrics import EVENTS_CONSUMED, RUN_WAITERS
-from api.recent_events import Mark, Positions
+from api.recent_events import Buffered, FeedEvent, Mark, Positions, RawEvent
 from api.run_view import envelope_json
 from streams.batches import next_batch
+from streams.envelope import Envelope
+from streams.producer import CORRELATION_ID_HEADER, TENANT_ID_HEADER, header_pairs
 from streams.serde import AvroSerde, DecodeError
 
 __all__ = ["Event", "EventHub", "HubEvent", "RunWatch"]
@@ -45,26 +54,33 @@ Event = dict[str, Any]
 
 @dataclass(frozen=True)
 class HubEvent:
-    """An event with where it sits in the log and the replica's read position just after it:
-    everything before ``cursor`` has been dispatched, which is what a resume token needs."""
+    """An event (decoded when its tenant has a live client) and the replica's read position
+    just after it: everything before ``cursor`` has been dispatched, which is what a resume
+    token needs."""
 
-    topic: str
-    partition: int
-    offset: int
-    event: Event
+    item: Buffered
     cursor: Positions
 
 
 class RunWatch:
     """One waiting request's view of one run: its events in log order, as they arrive. It
     ends when closed or, at the latest, when ``expires_at`` (loop time) has passed, so a
-    request that vanished without closing it leaks nothing."""
+    request that vanished without closing it leaks nothing; ``on_end`` runs once when it ends
+    (a streamed response whose body never started frees its admission slot this way too)."""
 
-    def __init__(self, hub: EventHub, correlation_id: str, tenant: str, expires_at: float) -> None:
+    def __init__(
+        self,
+        hub: EventHub,
+        correlation_id: str,
+        tenant: str,
+        expires_at: float,
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
         self._hub = hub
         self.correlation_id = correlation_id
         self.tenant = tenant
         self.expires_at = expires_at
+        self.on_end = on_end
         self.events: asyncio.Queue[Event] = asyncio.Queue()
 
     def close(self) -> None:
@@ -78,6 +94,8 @@ class RunWatch:
 
 
 Listener = Callable[[list[HubEvent]], None]
+TenantInterest = Callable[[str], bool]
+"""Whether a listener needs a tenant's events decoded now; asked from the consumer thread too."""
 
 
 class EventHub:
@@ -88,6 +106,7 @@ class EventHub:
         self.group_id = f"api-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._watches: dict[str, set[RunWatch]] = {}
         self._listeners: list[Listener] = []
+        self._interests: list[TenantInterest] = []
         self._positions: Positions = {}
         self.start_positions: Positions = {}
         self._stopping = threading.Event()
@@ -102,8 +121,10 @@ class EventHub:
     def positions(self) -> Positions:
         return dict(self._positions)
 
-    def add_listener(self, listener: Listener) -> None:
+    def add_listener(self, listener: Listener, decodes_for: TenantInterest) -> None:
+        """Before ``start``: ``listener`` gets every event, decoded where ``decodes_for``."""
         self._listeners.append(listener)
+        self._interests.append(decodes_for)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -117,9 +138,15 @@ class EventHub:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
 
-    def watch(self, correlation_id: str, tenant: str, expires_at: float) -> RunWatch:
+    def watch(
+        self,
+        correlation_id: str,
+        tenant: str,
+        expires_at: float,
+        on_end: Callable[[], None] | None = None,
+    ) -> RunWatch:
         """Events of ``correlation_id`` (of ``tenant`` only) from now until the watch closes."""
-        watch = RunWatch(self, correlation_id, tenant, expires_at)
+        watch = RunWatch(self, correlation_id, tenant, expires_at, on_end)
         self._watches.setdefault(correlation_id, set()).add(watch)
         RUN_WAITERS.inc()
         return watch
@@ -132,16 +159,29 @@ class EventHub:
         watchers.discard(watch)
         if not watchers:
             del self._watches[watch.correlation_id]
+        if watch.on_end is not None:
+            watch.on_end()
 
-    def _dispatch(self, messages: list[tuple[str, int, int, int, Event]]) -> None:
+    def _wanted(self, correlation_id: str, tenant: str) -> bool:
+        """Someone here needs this event decoded. Only membership tests, so the consumer
+        thread may ask while the loop changes the watches."""
+        return correlation_id in self._watches or any(i(tenant) for i in self._interests)
+
+    def _dispatch(self, items: list[Buffered]) -> None:
         """On the event loop: advance positions, then hand each event out in log order."""
         events = []
-        for topic, partition, offset, micros, event in messages:
-            self._positions[(topic, partition)] = Mark(offset + 1, micros)
-            events.append(HubEvent(topic, partition, offset, event, dict(self._positions)))
-            for watch in self._watches.get(event["correlation_id"], ()):
-                if watch.tenant == event["tenant_id"]:
-                    watch.events.put_nowait(event)
+        for read in items:
+            item: Buffered | None = read
+            if isinstance(read, RawEvent) and self._wanted(read.correlation_id, read.tenant_id):
+                item = read.decoded()  # wanted since the consumer thread judged it
+            self._positions[read.where] = read.next_mark
+            if item is None:
+                continue
+            events.append(HubEvent(item, dict(self._positions)))
+            if isinstance(item, FeedEvent):
+                for watch in self._watches.get(item.correlation_id, ()):
+                    if watch.tenant == item.tenant_id:
+                        watch.events.put_nowait(dict(item.event))
         EVENTS_CONSUMED.inc(len(events))
         for listener in self._listeners:
             listener(events)
@@ -174,7 +214,7 @@ class EventHub:
             while not self._stopping.is_set() and not self._assign(consumer, loop):
                 self._stopping.wait(_RETRY_S)
             while not self._stopping.is_set():
-                batch = self._decode(next_batch(consumer, HUB_BATCH, _POLL_S))
+                batch = self._read(next_batch(consumer, HUB_BATCH, _POLL_S))
                 if batch:
                     loop.call_soon_threadsafe(self._dispatch, batch)
         finally:
@@ -203,21 +243,50 @@ class EventHub:
         log.info("event hub reading %d partitions from their end", len(positions))
         return True
 
-    def _decode(self, messages: list[Message]) -> list[tuple[str, int, int, int, Event]]:
-        """On the consumer thread, so the event loop only routes ready JSON."""
-        decoded = []
+    def _read(self, messages: list[Message]) -> list[Buffered]:
+        """On the consumer thread, so the event loop only routes: what is wanted is decoded
+        here, the rest kept as bytes with its routing headers."""
+        read: list[Buffered] = []
         for message in messages:
             value, offset = message.value(), message.offset()
             if message.error() is not None or value is None or offset is None:
                 continue
-            try:
-                envelope = self._serde.decode(value)
-            except DecodeError as error:  # the processors dead-letter these; we skip them
-                log.warning(
-                    "undecodable event at %s/%s: %s", message.topic(), message.offset(), error
-                )
+            topic, partition = str(message.topic()), int(message.partition() or 0)
+            routing = _routing(message)
+            if routing is None or self._wanted(*routing):
+                decoded = self._decoded(topic, partition, offset, value)
+                if decoded is not None:
+                    read.append(decoded)
                 continue
-            micros = int(envelope.timestamp.timestamp() * 1_000_000)
-            where = (str(message.topic()), int(message.partition() or 0), offset)
-            decoded.append((*where, micros, envelope_json(envelope)))
-        return decoded
+            _, millis = message.timestamp()
+            micros = max(millis, 0) * 1000
+            read.append(RawEvent(topic, partition, offset, micros, *routing, value, self._json))
+        return read
+
+    def _decoded(self, topic: str, partition: int, offset: int, value: bytes) -> FeedEvent | None:
+        envelope = self._envelope(value)
+        if envelope is None:
+            return None
+        micros = int(envelope.timestamp.timestamp() * 1_000_000)
+        return FeedEvent(topic, partition, offset, micros, envelope_json(envelope))
+
+    def _json(self, value: bytes) -> Event | None:
+        """A ``RawEvent``'s decoder, for whoever reads it later (on the event loop)."""
+        envelope = self._envelope(value)
+        return None if envelope is None else envelope_json(envelope)
+
+    def _envelope(self, value: bytes) -> Envelope | None:
+        try:
+            return self._serde.decode(value)
+        except DecodeError as error:  # the processors dead-letter these; we skip them
+            log.warning("undecodable event skipped: %s", error)
+            return None
+
+
+def _routing(message: Message) -> tuple[str, str] | None:
+    """``(correlation_id, tenant_id)`` from the headers; None when a producer set neither."""
+    wanted = (CORRELATION_ID_HEADER, TENANT_ID_HEADER)
+    found = {k: v.decode(errors="replace") for k, v in header_pairs(message) if k in wanted}
+    if len(found) < 2:
+        return None
+    return found[CORRELATION_ID_HEADER], found[TENANT_ID_HEADER]

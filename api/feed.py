@@ -32,6 +32,7 @@ from api.history import EventHistory
 from api.metrics import FEED_CLIENTS, FEED_DISCONNECTS
 from api.projections_client import ProjectionsUnavailable
 from api.recent_events import (
+    Buffered,
     FeedEvent,
     Mark,
     Positions,
@@ -97,8 +98,8 @@ class _Client:
     held: list[_Live] | None = field(default_factory=list)  # live events while replaying
     too_slow: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def wants(self, item: FeedEvent) -> bool:
-        if self.ids is not None and item.event["correlation_id"] not in self.ids:
+    def wants(self, item: Buffered) -> bool:
+        if self.ids is not None and item.correlation_id not in self.ids:
             return False
         mark = self.floor.get(item.where) if self.floor else None
         return mark is None or item.offset >= mark.offset
@@ -157,38 +158,47 @@ class Feed:
         self._clients: dict[str, set[_Client]] = {}
         self._runs: OrderedDict[str, RunSummary] = OrderedDict()
         self._stopping = asyncio.Event()
-        hub.add_listener(self._on_events)
+        hub.add_listener(self._on_events, decodes_for=self._has_clients)
 
     def stop(self) -> None:
         self._stopping.set()
 
+    def _has_clients(self, tenant: str) -> bool:
+        return bool(self._clients.get(tenant))
+
     def _on_events(self, events: list[HubEvent]) -> None:
+        """Every event goes to the recent buffer (for resumes); only a tenant with clients has
+        its events folded and rendered, and they arrive decoded for it."""
         for hub_event in events:
-            item = FeedEvent(
-                hub_event.topic,
-                hub_event.partition,
-                hub_event.offset,
-                hub_event.cursor[(hub_event.topic, hub_event.partition)].micros,
-                hub_event.event,
-            )
+            item = hub_event.item
             self._recent.add(item)
-            state = self._fold(item)
-            clients = self._clients.get(str(item.event["tenant_id"]))
-            if not clients:
+            clients = self._clients.get(item.tenant_id)
+            if not clients or not isinstance(item, FeedEvent):
+                self._runs.pop(item.correlation_id, None)  # folded afresh if a client comes
                 continue
+            state = self._fold(item)
             cursor = hub_event.cursor
             live = _Live(item, cursor, encode_token(cursor), json.dumps(item.event), state)
             for client in clients:
                 client.deliver(live)
 
     def _fold(self, item: FeedEvent) -> str | None:
-        """The run's new state as a message when this event changed its status."""
-        key = str(item.event["correlation_id"])
-        summary = self._runs.pop(key, None) or RunSummary(key, str(item.event["tenant_id"]))
+        """The run's new state as a message when this event changed its status. A run not
+        folded yet (its tenant had no client) starts from what the buffer holds of it."""
+        key = item.correlation_id
+        summary = self._runs.pop(key, None) or self._folded_before(item)
         self._runs[key] = summary
         if len(self._runs) > _RUN_STATES:
             self._runs.popitem(last=False)
         return _state_message(summary) if summary.apply(item.event) else None
+
+    def _folded_before(self, item: FeedEvent) -> RunSummary:
+        earlier = [
+            e.event
+            for e in self._recent.of_run(item.tenant_id, item.correlation_id)
+            if (e.where, e.offset) != (item.where, item.offset)
+        ]
+        return RunSummary.of(earlier) or RunSummary(item.correlation_id, item.tenant_id)
 
     async def serve(self, websocket: WebSocket, tenant: str) -> None:
         """One accepted connection, until it ends or is cut off."""
@@ -240,12 +250,13 @@ class Feed:
         resumes right after it."""
         complete = self._recent.complete_from(client.tenant, self._hub.start_positions)
         behind = [k for k in now if start.get(k, Mark(0)).offset < complete[k].offset]
-        buffered = [
-            item
-            for item in self._recent.of_tenant(client.tenant)
-            if client.wants(item)
-            and start.get(item.where, Mark(0)).offset <= item.offset < now[item.where].offset
-        ]
+        buffered = self._recent.of_tenant(
+            client.tenant,
+            lambda item: (
+                client.wants(item)
+                and start.get(item.where, Mark(0)).offset <= item.offset < now[item.where].offset
+            ),
+        )
         older = await self._older(client, start, behind) if behind else []
         seen = {item.event["event_id"] for item in buffered}
         seen |= {live.item.event["event_id"] for live in client.held or []}

@@ -1,30 +1,35 @@
 """Commands to Kafka with a per-request answer to "did the broker acknowledge it?".
 
-The shared ``EnvelopeProducer`` reports delivery at ``flush()``, for everything sent so far.
-Requests therefore join a group commit: one task sends the waiting commands and flushes, and
-no command is sent while a flush runs, so each flush's verdict covers exactly its batch. A
-request is told "published" only after the broker acknowledged (``acks=all``) its command.
+Each command is produced with a delivery report of its own, on the event loop (``produce`` only
+queues it); one thread serves the shared producer's reports, and each report resolves its
+request's future on the loop. No thread hop per request and no flush: a request waits exactly
+for its own acknowledgement. A request is told "published" only after the broker acknowledged
+(``acks=all``) its command.
 
-``message.timeout.ms`` is the publish timeout, so librdkafka gives up on a command by the time
-the request is answered 503: a command the client was told failed is not delivered later by a
-background retry (one that reached the broker but whose acknowledgement was lost may exist;
-retrying with the same ``Idempotency-Key`` re-sends the same command id, which is
-deduplicated downstream)."""
+``message.timeout.ms`` is the publish timeout, so librdkafka gives up on a command (and reports
+it failed) by the time the request is answered 503: a command the client was told failed is not
+delivered later by a background retry (one that reached the broker but whose acknowledgement
+was lost may exist; retrying with the same ``Idempotency-Key`` re-sends the same command id,
+which is deduplicated downstream)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+
+from confluent_kafka import KafkaError, Message
 
 from streams.envelope import Envelope
-from streams.producer import DeliveryError, EnvelopeProducer
-from streams.serde import AvroSerde, EncodeError
+from streams.producer import EnvelopeProducer
+from streams.serde import AvroSerde
 from streams.topics import TopicCatalog
 
 __all__ = ["CommandPublisher", "PublishFailed"]
 
 log = logging.getLogger("api")
-_FLUSH_MARGIN_S = 1.0
+_REPORT_MARGIN_S = 1.0  # librdkafka reports a timed-out command by then; past it, a bug
+_POLL_S = 0.1
 _UNACKNOWLEDGED = "the broker did not acknowledge the command in time"
 
 
@@ -43,58 +48,52 @@ class CommandPublisher:
             {"message.timeout.ms": int(timeout_s * 1000), "linger.ms": 1},
         )
         self._timeout_s = timeout_s
-        self._pending: list[tuple[Envelope, asyncio.Future[None]]] = []
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._stopping = threading.Event()
+        self._reporter: threading.Thread | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._commit_groups(), name="command-publisher")
+        self._reporter = threading.Thread(
+            target=self._serve_reports, name="command-publisher", daemon=True
+        )
+        self._reporter.start()
 
     async def publish(self, command: Envelope) -> None:
-        """Return once the broker acknowledged ``command``; raise ``PublishFailed`` if not."""
-        if self._task is None or self._task.done():
+        """Return once the broker acknowledged ``command``; raise ``PublishFailed`` if not. An
+        ``EncodeError`` (a translation bug) is raised before anything is sent."""
+        if self._reporter is None or not self._reporter.is_alive():
             raise PublishFailed("publisher is not running")
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((command, done))
-        self._wakeup.set()
-        await done
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def reported(error: KafkaError | None, _: Message) -> None:
+            loop.call_soon_threadsafe(_settle, done, error)
+
+        self._producer.send([command], on_delivery=reported)
+        try:
+            await asyncio.wait_for(done, self._timeout_s + _REPORT_MARGIN_S)
+        except TimeoutError:
+            raise PublishFailed(_UNACKNOWLEDGED) from None
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        for _, done in self._pending:
-            if not done.done():
-                done.set_exception(PublishFailed("the API is shutting down"))
+        """Stop serving reports, then flush: every command still queued is acknowledged or
+        reported failed (its request answered) within the publish timeout."""
+        self._stopping.set()
+        if self._reporter is not None:
+            await asyncio.to_thread(self._reporter.join)
         await asyncio.to_thread(self._producer.kafka.flush, self._timeout_s)
 
-    async def _commit_groups(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            batch, self._pending = self._pending, []
-            errors = await asyncio.to_thread(self._send_and_flush, [c for c, _ in batch])
-            for (_, done), error in zip(batch, errors, strict=True):
-                if done.done():  # the request was cancelled (client went away)
-                    continue
-                if error is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(error)
+    def _serve_reports(self) -> None:
+        """The one thread that runs delivery reports; ``poll`` returns as soon as one came."""
+        while not self._stopping.is_set():
+            self._producer.poll(_POLL_S)
 
-    def _send_and_flush(self, commands: list[Envelope]) -> list[Exception | None]:
-        """Runs on a worker thread; the only code that touches the producer. An
-        ``EncodeError`` (a translation bug) fails its own request only."""
-        errors: list[Exception | None] = []
-        for command in commands:
-            try:
-                self._producer.send([command])
-                errors.append(None)
-            except EncodeError as error:
-                errors.append(error)
-        try:
-            self._producer.flush(self._timeout_s + _FLUSH_MARGIN_S)
-        except DeliveryError as error:
-            log.warning("broker did not acknowledge %d commands: %s", len(commands), error)
-            return [e or PublishFailed(_UNACKNOWLEDGED) for e in errors]
-        return errors
+
+def _settle(done: asyncio.Future[None], error: KafkaError | None) -> None:
+    """On the event loop; a request that went away (cancelled) has nothing to settle."""
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        log.warning("broker did not acknowledge a command: %s", error.str())
+        done.set_exception(PublishFailed(f"{_UNACKNOWLEDGED}: {error.str()}"))

@@ -1,6 +1,10 @@
 """What a replica remembers of the live log: per tenant, its most recent events, and resume
 tokens that say exactly where in the log a client stands.
 
+An event nobody on the replica waited for is kept as it came (``RawEvent``: its bytes and the
+routing headers) and decoded only when a resume, a retry or a run view reads it, so the hub
+pays for decoding only what someone uses.
+
 A token is the vector of next offsets over every (topic, partition) the replica reads, taken
 right after the event it accompanies: everything before it was either delivered or did not
 match. Offsets are the log's own, so a token from one replica resumes on any other."""
@@ -11,14 +15,16 @@ import base64
 import binascii
 import json
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "Buffered",
     "FeedEvent",
     "Mark",
     "Positions",
+    "RawEvent",
     "RecentEvents",
     "decode_token",
     "encode_token",
@@ -57,6 +63,47 @@ class FeedEvent:
         """The position right after this event."""
         return Mark(self.offset + 1, self.micros)
 
+    @property
+    def correlation_id(self) -> str:
+        return str(self.event["correlation_id"])
+
+    @property
+    def tenant_id(self) -> str:
+        return str(self.event["tenant_id"])
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """An event not decoded yet, placed and routed by its headers; ``micros`` is the broker's
+    timestamp (the envelope's is inside the bytes). ``decode`` gives the envelope JSON, or None
+    for bytes that are no event (the processors dead-letter those; readers skip them)."""
+
+    topic: str
+    partition: int
+    offset: int
+    micros: int
+    correlation_id: str
+    tenant_id: str
+    value: bytes
+    decode: Callable[[bytes], Mapping[str, Any] | None]
+
+    @property
+    def where(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
+
+    @property
+    def next_mark(self) -> Mark:
+        return Mark(self.offset + 1, self.micros)
+
+    def decoded(self) -> FeedEvent | None:
+        event = self.decode(self.value)
+        if event is None:
+            return None
+        return FeedEvent(self.topic, self.partition, self.offset, self.micros, event)
+
+
+Buffered = FeedEvent | RawEvent
+
 
 def encode_token(positions: Mapping[tuple[str, int], Mark]) -> str:
     rows = sorted([t, p, m.offset, m.micros] for (t, p), m in positions.items())
@@ -88,22 +135,32 @@ class RecentEvents:
 
     def __init__(self, per_tenant: int) -> None:
         self._per_tenant = per_tenant
-        self._events: dict[str, deque[FeedEvent]] = {}
+        self._events: dict[str, deque[Buffered]] = {}
         self._evicted: dict[str, Positions] = {}
 
-    def add(self, item: FeedEvent) -> None:
-        tenant = str(item.event["tenant_id"])
+    def add(self, item: Buffered) -> None:
+        tenant = item.tenant_id
         buffer = self._events.setdefault(tenant, deque())
         if len(buffer) == self._per_tenant:
             dropped = buffer.popleft()
             self._evicted.setdefault(tenant, {})[dropped.where] = dropped.next_mark
         buffer.append(item)
 
-    def of_tenant(self, tenant: str) -> Iterator[FeedEvent]:
-        return iter(self._events.get(tenant, ()))
+    def of_tenant(
+        self, tenant: str, wanted: Callable[[Buffered], bool] = lambda _: True
+    ) -> list[FeedEvent]:
+        """The tenant's events that ``wanted`` keeps (judged before decoding), in log order."""
+        return list(_decoded(e for e in self._events.get(tenant, ()) if wanted(e)))
 
     def of_run(self, tenant: str, correlation_id: str) -> list[FeedEvent]:
-        return [e for e in self.of_tenant(tenant) if e.event["correlation_id"] == correlation_id]
+        return self.of_tenant(tenant, lambda e: e.correlation_id == correlation_id)
 
     def complete_from(self, tenant: str, start: Mapping[tuple[str, int], Mark]) -> Positions:
         return merged(start, self._evicted.get(tenant, {}))
+
+
+def _decoded(items: Iterable[Buffered]) -> Iterable[FeedEvent]:
+    for item in items:
+        decoded = item if isinstance(item, FeedEvent) else item.decoded()
+        if decoded is not None:
+            yield decoded

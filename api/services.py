@@ -20,6 +20,7 @@ from api.event_hub import EventHub
 from api.feed import Feed
 from api.history import EventHistory
 from api.idempotency import IdempotencyStore, MemoryIdempotencyStore, RedisIdempotencyStore
+from api.in_flight import RunsInFlight
 from api.projections_client import ProjectionsClient
 from api.publisher import CommandPublisher
 from api.rate_limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -53,6 +54,7 @@ class Services:
     history: EventHistory
     recent: RecentEvents
     writer: WriterIdentity
+    in_flight: RunsInFlight
     kafka_link: Kafka | None  # None without KAFKA_BOOTSTRAP_SERVERS
 
     def kafka(self) -> Kafka:
@@ -119,6 +121,7 @@ async def running_services(settings: ApiSettings, config: ApiConfig) -> AsyncIte
             history=history,
             recent=recent,
             writer=WriterIdentity("api", 5, settings.streams.env),
+            in_flight=RunsInFlight(config.chat.max_in_flight),
             kafka_link=kafka,
         )
     finally:

@@ -31,7 +31,9 @@ Every message on Kafka is Avro, typed by one `.avsc` file in `schemas/`
 
 - **Key**: the `correlation_id`, so every message of one run lands on one partition, in order.
 - **Headers**: `message_type` (e.g. `llm.chat.requested`, lets consumers skip what they do not
-  handle without decoding) and `traceparent` (W3C trace context) when traced.
+  handle without decoding), `correlation_id` and `tenant_id` (copies of the envelope's, so a
+  consumer can route by run or tenant and decode only what it needs; messages of older
+  producers lack them), and `traceparent` (W3C trace context) when traced.
 - **Delivery**: at-least-once. Output ids are deterministic, so a redelivered message is an exact
   duplicate: consumers drop duplicates by `event_id` / `command_id`.
 - **Dead letters**: a message that cannot be decoded or handled goes to `<topic>.dlq` with its

@@ -1,9 +1,10 @@
 """The one producer: idempotent, ``acks=all``, keyed by ``correlation_id`` so a run's messages
-stay in order; a failed delivery is raised at ``flush()``, never dropped silently."""
+stay in order; a failed delivery is raised at ``flush()`` or, for a message sent with its own
+``on_delivery``, reported to that callback: never dropped silently."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -13,10 +14,23 @@ from streams.serde import AvroSerde
 from streams.topics import TopicCatalog
 from streams.tracing import TRACEPARENT, traceparent_of
 
-__all__ = ["MESSAGE_TYPE_HEADER", "DeliveryError", "EnvelopeProducer", "Headers", "header_pairs"]
+__all__ = [
+    "CORRELATION_ID_HEADER",
+    "MESSAGE_TYPE_HEADER",
+    "TENANT_ID_HEADER",
+    "DeliveryError",
+    "DeliveryReport",
+    "EnvelopeProducer",
+    "Headers",
+    "header_pairs",
+]
 
 MESSAGE_TYPE_HEADER = "message_type"
+CORRELATION_ID_HEADER = "correlation_id"
+TENANT_ID_HEADER = "tenant_id"
 Headers = Sequence[tuple[str, bytes]]
+DeliveryReport = Callable[[KafkaError | None, Message], None]
+"""Called once per message, on the thread that polls or flushes: ``None`` once acknowledged."""
 
 
 def header_pairs(message: Message) -> list[tuple[str, bytes]]:
@@ -61,9 +75,12 @@ class EnvelopeProducer:
         """The underlying client, for transactions (begin/commit/abort)."""
         return self._producer
 
-    def send(self, envelopes: Sequence[Envelope]) -> None:
+    def send(
+        self, envelopes: Sequence[Envelope], on_delivery: DeliveryReport | None = None
+    ) -> None:
         """Encode all first, then send: an envelope that does not fit its schema raises
-        ``EncodeError`` before any of its siblings reaches the broker."""
+        ``EncodeError`` before any of its siblings reaches the broker. With ``on_delivery``
+        each message's fate goes to it instead of to the next ``flush()``."""
         encoded = [(envelope, self._serde.encode(envelope)) for envelope in envelopes]
         for envelope, value in encoded:
             self.send_raw(
@@ -71,23 +88,31 @@ class EnvelopeProducer:
                 envelope.correlation_id.encode(),
                 value,
                 _headers_of(envelope),
+                on_delivery,
             )
 
     def send_raw(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers,
+        on_delivery: DeliveryReport | None = None,
     ) -> None:
         """Bytes as they are: dead letters and re-drives keep the original message intact."""
+        report = on_delivery or self._delivered
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=list(headers), on_delivery=self._delivered
+                    topic, value=value, key=key, headers=list(headers), on_delivery=report
                 )
                 return
             except BufferError:
                 self._producer.poll(0.05)  # queue full: serve delivery reports to make room
 
-    def poll(self) -> None:
-        self._producer.poll(0)
+    def poll(self, timeout_s: float = 0) -> None:
+        """Serve delivery reports, waiting up to ``timeout_s`` for the first one."""
+        self._producer.poll(timeout_s)
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Wait until every message sent so far is acknowledged; raise if any was not."""
@@ -104,7 +129,12 @@ class EnvelopeProducer:
 
 
 def _headers_of(envelope: Envelope) -> Headers:
-    headers = [(MESSAGE_TYPE_HEADER, envelope.message_type.encode())]
+    """What a consumer may route by without decoding the value (copies of envelope fields)."""
+    headers = [
+        (MESSAGE_TYPE_HEADER, envelope.message_type.encode()),
+        (CORRELATION_ID_HEADER, envelope.correlation_id.encode()),
+        (TENANT_ID_HEADER, envelope.tenant_id.encode()),
+    ]
     traceparent = traceparent_of(envelope)
     if traceparent is not None:
         headers.append((TRACEPARENT, traceparent.encode()))

@@ -4,18 +4,23 @@ format, stop and max_tokens, and every error mapped to the SDK's exception type.
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from confluent_kafka.admin import AdminClient
 from openai import OpenAI
 
 from schemas import default_catalog
 from streams.serde import AvroSerde, SingleObjectFraming
+from streams.topics import ensure_topics, load_topic_catalog
 from tests.integration import test_api_support as support
-from tests.integration.kafka_reading import TopicReader
-from tests.integration.test_api_support import Stack
+from tests.integration.kafka_reading import TopicReader, end_offsets
+from tests.integration.test_api_support import Stack, make_tenants, write_api_config
 
 stack = support.stack  # the module-scoped stack fixture, one per test module
 
@@ -230,3 +235,62 @@ def test_workflow_submission_is_a_command_on_the_log(stack: Stack) -> None:
     assert command.tenant_id == stack.tenants["a"].name
     assert json.loads(command.payload["input_json"]) == {"doc": "abc"}
     assert command.payload["idempotency_key"] == key
+
+
+def test_runs_past_max_in_flight_are_refused_at_once_and_publish_nothing(
+    bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    """A replica bounded to two runs, no processor yet (the slowest upstream): two calls are
+    admitted and wait, four concurrent ones beyond the bound get 503 ``OVERLOADED`` with
+    ``Retry-After``; once a processor runs, the admitted two are answered and the slots free."""
+    tenants = make_tenants()
+    config = write_api_config(tmp_path / "api.yaml", tenants, chat={"max_in_flight": 2})
+    topics = load_topic_catalog(prefix=f"t{uuid.uuid4().hex[:10]}.")
+    ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), topics)
+    stack = Stack(bootstrap, topics, redis_url, tmp_path, config, tenants)
+    api = stack.start_api()
+
+    def chat(http: httpx.Client, n: int) -> httpx.Response:
+        body = {"messages": [{"role": "user", "content": f"bounded {n} {uuid.uuid4()}"}]}
+        return http.post("/v1/chat/completions", json=body)
+
+    try:
+        api.wait_ready(needs=("kafka",))  # no projector here
+        with (
+            httpx.Client(base_url=api.url, headers=tenants["a"].headers, timeout=90) as http,
+            ThreadPoolExecutor(6) as pool,
+        ):
+            admitted = [pool.submit(chat, http, n) for n in range(2)]
+            _wait_for_metric(http, "api_run_waiters", 2)
+            refused = list(pool.map(lambda n: chat(http, n), range(2, 6)))
+            shed = _metric(http, "api_shed_total")
+            stack.start_foundation()
+            answered = [future.result() for future in admitted]
+            after = chat(http, 6)
+        commands = sum(end_offsets(bootstrap, topics.topic_for("llm.chat.requested")).values())
+    finally:
+        stack.stop()
+    for response in refused:
+        assert response.status_code == 503, response.text
+        assert int(response.headers["retry-after"]) >= 1
+        error = response.json()["error"]
+        assert (error["code"], error["retryable"]) == ("OVERLOADED", True)
+        assert response.headers["x-should-retry"] == "true"
+    assert shed == 4
+    assert [r.status_code for r in answered] == [200, 200], [r.text for r in answered]
+    assert after.status_code == 200, after.text
+    assert commands == 3, "only admitted calls published a command"
+
+
+def _metric(http: httpx.Client, name: str) -> float:
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"no metric {name}")
+
+
+def _wait_for_metric(http: httpx.Client, name: str, value: float, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _metric(http, name) != value:
+        assert time.monotonic() < deadline, f"{name} never reached {value}"
+        time.sleep(0.05)  # poll interval of a bounded wait, not a synchronisation

@@ -213,7 +213,7 @@ def test_reconnecting_to_another_replica_resumes_without_gaps(stack: Stack, sour
             second_run = await chat(stack.api, a, f"while away {uuid.uuid4()}")
             everything = await until(control, ends_run(second_run))
         replica = other or await asyncio.to_thread(late_replica, stack, second_run)
-        after = await replayed(replica, a, before[-1]["id"])
+        after = await replayed(replica, a, tenant=True, last_event_id=before[-1]["id"])
         expected = [m["event"]["event_id"] for m in everything if m["type"] == "run.event"]
         got = [m["event"]["event_id"] for m in before + after if m["type"] == "run.event"]
         assert set(expected) <= set(got), "no gaps"
@@ -225,11 +225,11 @@ def test_reconnecting_to_another_replica_resumes_without_gaps(stack: Stack, sour
     asyncio.run(scenario())
 
 
-async def replayed(api: ApiProcess, who: Tenant, last_event_id: str) -> list[dict[str, Any]]:
-    """What a resumed subscription sends before ``subscribed``: the replay."""
+async def replayed(api: ApiProcess, who: Tenant, **subscription: Any) -> list[dict[str, Any]]:
+    """What a subscription (a resumed one, or to correlation ids) sends before ``subscribed``:
+    the replay."""
     async with connect(api.ws_url, additional_headers=who.headers, max_size=2**24) as ws:
-        subscribe = {"type": "subscribe", "tenant": True, "last_event_id": last_event_id}
-        await ws.send(json.dumps(subscribe))
+        await ws.send(json.dumps({"type": "subscribe", **subscription}))
         return await until(ws, lambda m: m["type"] == "subscribed")
 
 
@@ -259,6 +259,35 @@ def ids_of(messages: list[dict[str, Any]], correlation_id: str) -> list[str]:
         for m in messages
         if m["type"] == "run.event" and m["event"]["correlation_id"] == correlation_id
     ]
+
+
+def test_events_nobody_waited_for_are_replayed_and_old_producers_still_read(stack: Stack) -> None:
+    """Events of a tenant without a live client stay undecoded in the replica's buffer; a run
+    view and a later subscription still read them, in log order, as does an event from a
+    producer that set no routing headers (decoded as it comes)."""
+    tenant = stack.tenants["b"]
+    correlation_id = f"quiet-{uuid.uuid4()}"
+    events = [delta(tenant, correlation_id, index, f"part {index}") for index in range(3)]
+    producer = EnvelopeProducer(stack.bootstrap, SERDE, stack.topics)
+    producer.send(events[:2])
+    old = events[2]
+    headers = [("message_type", old.message_type.encode())]  # as producers before the headers
+    topic = stack.topics.topic_for(old.message_type)
+    producer.send_raw(topic, correlation_id.encode(), SERDE.encode(old), headers)
+    producer.flush()
+    ids = [event.message_id for event in events]
+    with httpx.Client(base_url=stack.api.url, headers=tenant.headers, timeout=WAIT_S) as http:
+        deadline = time.monotonic() + WAIT_S
+        while True:  # until the replica has read all three: polled, bounded
+            run = http.get(f"/v1/runs/{correlation_id}")
+            if run.status_code == 200 and len(run.json()["events"]) == 3:
+                break
+            assert time.monotonic() < deadline, run.text
+            time.sleep(0.05)
+    assert [e["event_id"] for e in run.json()["events"]] == ids
+
+    seen = asyncio.run(replayed(stack.api, tenant, correlation_ids=[correlation_id]))
+    assert [m["event"]["event_id"] for m in seen if m["type"] == "run.event"] == ids
 
 
 def test_a_slow_client_is_cut_off_and_nobody_else_waits(stack: Stack) -> None:

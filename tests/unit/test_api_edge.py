@@ -1,5 +1,6 @@
 """The edge's pure parts: keys and dev mode, the error catalogue's HTTP mapping, the in-process
-rate limiter, strict request validation and the config loader's messages."""
+rate limiter, the bound on runs in flight, strict request validation and the config loader's
+messages."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from api.auth import KeyRing, hash_key, new_key
 from api.chat_schema import ChatCompletionRequest
 from api.config import ApiConfig, RateLimits, load_api_config
 from api.errors import ApiError, HttpErrorCode, status_of
+from api.in_flight import RunsInFlight
 from api.rate_limits import MemoryRateLimiter, estimate_tokens
 from streams.config import ConfigError
 from streams.errors import RETRYABLE, ErrorCode
@@ -48,8 +50,22 @@ def test_every_code_has_a_status_and_retryable_matches_the_catalogue() -> None:
     assert status_of(ErrorCode.DEADLINE_EXCEEDED) == 504
     assert status_of(ErrorCode.DEPENDENCY_UNAVAILABLE) == 503
     assert status_of(ErrorCode.RATE_LIMITED) == 429
-    assert [status_of(c) for c in HttpErrorCode] == [401, 404, 405, 413, 409, 502]
+    assert [status_of(c) for c in HttpErrorCode] == [401, 404, 405, 413, 409, 502, 503]
     assert ApiError(ErrorCode.INVALID_REQUEST, "m", status=422).status == 422
+
+
+def test_runs_past_the_bound_are_refused_and_a_slot_is_freed_once() -> None:
+    runs = RunsInFlight(2)
+    first, _ = runs.take(), runs.take()
+    with pytest.raises(ApiError) as refused:
+        runs.take()
+    assert refused.value.code is HttpErrorCode.OVERLOADED and refused.value.status == 503
+    assert refused.value.retryable and int(refused.value.headers["Retry-After"]) >= 1
+    first.release()
+    first.release()  # a run that ends two ways frees one slot
+    runs.take()
+    with pytest.raises(ApiError):
+        runs.take()
 
 
 def test_the_memory_limiter_refills_per_minute_and_carries_debt() -> None:

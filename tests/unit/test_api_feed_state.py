@@ -3,11 +3,21 @@ behind ``run.state`` and ``GET /v1/runs``."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from api.recent_events import FeedEvent, Mark, RecentEvents, decode_token, encode_token, merged
+from api.recent_events import (
+    FeedEvent,
+    Mark,
+    RawEvent,
+    RecentEvents,
+    decode_token,
+    encode_token,
+    merged,
+)
 from api.run_view import RunSummary
 
 
@@ -106,3 +116,22 @@ def test_a_failed_run_carries_its_error() -> None:
     assert summary is not None and summary.status == "failed"
     assert summary.error == {"error_code": "NO_ROUTE", "message": "none", "retryable": False}
     assert RunSummary.of([]) is None
+
+
+def test_undecoded_events_are_decoded_only_when_read_and_garbage_is_skipped() -> None:
+    decoded: list[bytes] = []
+
+    def decode(value: bytes) -> Mapping[str, Any] | None:
+        decoded.append(value)
+        return json.loads(value) if value.startswith(b"{") else None
+
+    recent = RecentEvents(per_tenant=10)
+    for offset, run in ((1, "r1"), (2, "r2"), (3, "r1")):
+        value = json.dumps(event("x", {"n": offset}, run=run)).encode()
+        recent.add(RawEvent("e", 0, offset, offset, run, "t", value, decode))
+    recent.add(RawEvent("e", 0, 4, 4, "r1", "t", b"not an event", decode))
+    recent.add(FeedEvent("e", 0, 5, 5, event("y", {}, run="r1")))
+    assert decoded == []
+    assert [e.offset for e in recent.of_run("t", "r1")] == [1, 3, 5]
+    assert len(decoded) == 3, "only r1's undecoded events were decoded"
+    assert recent.of_run("t", "r1")[0].event["payload"] == {"n": 1}
