@@ -52,6 +52,7 @@ class PhaseStats:
     peak_rss_mib: float | None
     upstream_cpu_per_1k: float
     generator_cpu_per_1k: float
+    cpu_per_1k_by_role: dict[str, float] = field(default_factory=dict)
 
     def saturated(self) -> bool:
         """Past what the contender can serve: more load would only queue and time out."""
@@ -112,6 +113,7 @@ def phase_stats(
     tree_peak_rss: int | None,
     upstream_cpu: float,
     generator_cpu: float,
+    tree_cpu_by_role: dict[str, float] | None = None,
 ) -> PhaseStats:
     measured = [i for i, warm in enumerate(records["warmup"]) if not warm]
     ok = [i for i in measured if records["error"][i] is None]
@@ -140,6 +142,9 @@ def phase_stats(
         peak_rss_mib=None if tree_peak_rss is None else tree_peak_rss / 2**20,
         upstream_cpu_per_1k=upstream_cpu / sent_all * 1000,
         generator_cpu_per_1k=generator_cpu / sent_all * 1000,
+        cpu_per_1k_by_role={
+            role: seconds / sent_all * 1000 for role, seconds in (tree_cpu_by_role or {}).items()
+        },
     )
 
 
@@ -215,6 +220,21 @@ def _table(stats: list[PhaseStats], stream: bool) -> list[str]:
     return lines
 
 
+def _role_table(stats: list[PhaseStats]) -> list[str]:
+    roles = sorted({role for s in stats for role in s.cpu_per_1k_by_role})
+    rows = [
+        "| contender | mode | offered RPS | " + " | ".join(roles) + " |",
+        "|---|---|---|" + "---|" * len(roles),
+    ]
+    for s in stats:
+        cells = [
+            f"{s.cpu_per_1k_by_role[r]:.2f}" if r in s.cpu_per_1k_by_role else "-" for r in roles
+        ]
+        mode = "streaming" if s.stream else "non-streaming"
+        rows.append(f"| {s.contender} | {mode} | {s.rate:g} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def render_section(run: RunRecord, plot_link: str | None) -> str:
     """The gateway section of docs/BENCHMARKS.md, between its markers."""
     up, load = run.upstream, run.load
@@ -250,6 +270,9 @@ def render_section(run: RunRecord, plot_link: str | None) -> str:
     for stream, title in ((False, "Non-streaming"), (True, "Streaming (time to first token)")):
         if any(s.stream == stream for s in run.stats):
             lines += [f"### {title}", "", *_table(run.stats, stream), ""]
+    by_role = [s for s in run.stats if s.cpu_per_1k_by_role]
+    if by_role:
+        lines += ["CPU s / 1k requests by process:", "", *_role_table(by_role), ""]
     if run.skipped:
         lines += ["Not run:", "", *(f"- {why}" for why in run.skipped), ""]
     if plot_link:

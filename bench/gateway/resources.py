@@ -25,6 +25,21 @@ class TreeUsage:
     cpu_seconds: float
     peak_rss_bytes: int
     processes: int
+    cpu_by_role: dict[str, float]  # what each kind of process used: "api", "kafka broker", ...
+
+
+def role_of(process: psutil.Process) -> str:
+    """A process's part in its contender: the module a Python process runs (``-m api``), else
+    its program (a JVM is our Kafka broker)."""
+    try:
+        argv = process.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return "?"
+    if "-m" in argv[:-1]:
+        module = argv[argv.index("-m") + 1]
+        return module if module != "streams" else " ".join(argv[argv.index("-m") + 1 :][:3])
+    program = argv[0].rsplit("/", 1)[-1] if argv else "?"
+    return "kafka broker" if program == "java" else program
 
 
 def wait_until_quiet(
@@ -53,6 +68,7 @@ class TreeMonitor:
         self._roots = roots
         self._baseline: dict[int, float] = {}
         self._latest: dict[int, float] = {}
+        self._roles: dict[int, str] = {}
         self._peak_rss = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -71,8 +87,12 @@ class TreeMonitor:
         if self._thread is not None:
             self._thread.join()
         self._latest.update(self._sample())
-        cpu = sum(t - self._baseline.get(pid, 0.0) for pid, t in self._latest.items())
-        return TreeUsage(cpu, self._peak_rss, len(self._latest))
+        used = {pid: t - self._baseline.get(pid, 0.0) for pid, t in self._latest.items()}
+        by_role: dict[str, float] = {}
+        for pid, seconds in used.items():
+            role = self._roles.get(pid, "?")
+            by_role[role] = by_role.get(role, 0.0) + seconds
+        return TreeUsage(sum(used.values()), self._peak_rss, len(self._latest), by_role)
 
     def _loop(self) -> None:
         while not self._stop.wait(_SAMPLE_S):
@@ -84,6 +104,8 @@ class TreeMonitor:
         for process in self._tree():
             try:
                 with process.oneshot():
+                    if process.pid not in self._roles:
+                        self._roles[process.pid] = role_of(process)
                     times = process.cpu_times()
                     cpu[process.pid] = times.user + times.system
                     rss += process.memory_info().rss

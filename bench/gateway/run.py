@@ -313,6 +313,7 @@ def _phase(
         tree_peak_rss=usage.peak_rss_bytes if usage else None,
         upstream_cpu=upstream_usage.cpu_seconds,
         generator_cpu=sum(part["generator"]["cpu_seconds"] for part in parts),
+        tree_cpu_by_role=usage.cpu_by_role if usage else None,
     )
 
 
@@ -329,6 +330,9 @@ def _print_phase(s: PhaseStats) -> None:
         f"generator cpu/1k {s.generator_cpu_per_1k:.2f} s, lag p99 {s.lag_p99_ms:.1f} ms",
         flush=True,
     )
+    if s.cpu_per_1k_by_role:
+        roles = sorted(s.cpu_per_1k_by_role.items(), key=lambda item: -item[1])
+        print("      cpu/1k by process: " + ", ".join(f"{r} {c:.2f} s" for r, c in roles))
 
 
 def _publish(args: argparse.Namespace, run: RunRecord) -> None:
