@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import uvloop
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streams.batches import committing_consumer, next_batch
@@ -135,7 +136,8 @@ class ProcessorRunner:
                 loop.add_signal_handler(signum, self.stop)
             await self.run_async()
 
-        asyncio.run(until_signalled())
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(until_signalled())
 
     def stop(self) -> None:
         """Ask the runner to finish in-flight work, commit and return (thread-safe)."""
