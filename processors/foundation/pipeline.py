@@ -150,7 +150,7 @@ class ChatPipeline:
                 self._providers.timeouts(config),
                 lambda model: request.for_target(model, messages),
                 request.stream,
-                request.stream and _answer_is_final(policy),
+                policy,
                 deadline,
                 config.routing.breaker,
             )
@@ -298,12 +298,6 @@ async def _patiently(call: Callable[[], Awaitable[T]]) -> T:
                 raise
             await asyncio.sleep(_LOG_BACKOFF_S * 2**attempt)
     raise AssertionError("unreachable")
-
-
-def _answer_is_final(policy: GuardrailPolicy) -> bool:
-    """Deltas go out before the output guardrails run, so they are only streamed when no
-    output rule could redact or block the answer (else it would leak through them)."""
-    return policy.output.pii is None and policy.output.deny_terms is None
 
 
 def _interrupted(command: Envelope) -> Envelope:
