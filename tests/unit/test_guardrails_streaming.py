@@ -134,13 +134,10 @@ def test_a_deny_term_split_anywhere_is_redacted_whatever_whitespace_joins_its_wo
 def test_a_block_stops_the_stream_where_the_blocked_text_begins() -> None:
     blocking = policy({"pii": None, "deny_terms": {"action": "block", "terms": ["falcon"]}})
     guard = StreamGuard(blocking)
-    before = guard.push("All is well. " * 10)
-    assert before and not guard.blocked
+    assert guard.push("All is well. " * 10) == "All is well. " * 10
     assert guard.push("Then falcon") == ""  # a match already, though "falconry" would not be
     assert guard.push(" flew. " + "More text. " * 20) == ""
-    assert guard.blocked
     assert guard.finish() == ""
-    assert "falcon" not in before
 
 
 def test_flag_only_and_rule_free_policies_release_each_delta_at_once() -> None:

@@ -19,23 +19,19 @@ __all__ = ["StreamGuard"]
 # Each scan reads the whole answer so far (a window could split a match and find something
 # else), so while text is held back scans are paced to one per this many new characters, about
 # a dozen tokens: a 10 KB answer costs ~150 scans, not one per token.
-RESCAN_AFTER = 64
+_RESCAN_AFTER = 64
 
 
 class StreamGuard:
     """One attempt's answer: ``push`` each raw delta and send what it returns, then send what
-    ``finish`` returns. Once a block rule matches, nothing more is released: the run fails."""
+    ``finish`` returns. While a block rule matches nothing is released; one that still matches
+    at the end releases nothing more and the run fails."""
 
     def __init__(self, policy: GuardrailPolicy) -> None:
         self._policy = policy
         self._text = ""
         self._released = ""
-        self._blocked = False
         self._rescan_at = 0
-
-    @property
-    def blocked(self) -> bool:
-        return self._blocked
 
     def push(self, delta: str) -> str:
         """The newly safe text, redacted; empty while it is held back."""
@@ -44,14 +40,12 @@ class StreamGuard:
             return ""
         scan = scan_output(self._text, self._policy)
         held = scan.settled < len(self._text)
-        self._rescan_at = len(self._text) + (RESCAN_AFTER if held else 0)
-        self._blocked = scan.blocked_by is not None
+        self._rescan_at = len(self._text) + (_RESCAN_AFTER if held else 0)
         return self._release(scan.releasable())
 
     def finish(self) -> str:
         """The rest of the redacted answer, now that nothing more can come."""
         outcome = check_output(self._text, self._policy, "")
-        self._blocked = outcome.blocked
         return self._release("" if outcome.blocked else outcome.text)
 
     def _release(self, releasable: str) -> str:
