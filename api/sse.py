@@ -4,9 +4,11 @@ server-sent events, one chunk per delta, the finish chunk, then ``[DONE]``.
 What the client has been sent must stay a prefix of the answer. A retried attempt starts its
 deltas over; its text is forwarded only where it extends what was already sent. When no delta
 arrived at all (a cache hit, or a processor that does not stream) the final text goes out as
-one chunk. If the answer turns out not to extend what was sent (a retry that said something
-else, an output guardrail that rewrote it), the stream ends with a ``STREAM_INCONSISTENT``
-error rather than leave the client holding text that is not the answer."""
+one chunk. Deltas carry text the output guardrails have already redacted, and only a prefix
+of their verdict on the whole answer, so they never disagree with it. If the answer turns out
+not to extend what was sent (a retry that said something else), the stream ends with a
+``STREAM_INCONSISTENT`` error rather than leave the client holding text that is not the
+answer."""
 
 from __future__ import annotations
 

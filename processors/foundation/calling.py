@@ -8,9 +8,10 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from processors.foundation.config import BreakerSettings, Route, RouteTarget
+from processors.foundation.config import BreakerSettings, GuardrailPolicy, Route, RouteTarget
+from processors.foundation.guardrails import StreamGuard
 from processors.foundation.providers import (
     ChatDelta,
     ChatRequest,
@@ -55,7 +56,7 @@ class CallSpec:
     timeouts_s: Mapping[str, float]
     request_for: Callable[[str], ChatRequest]  # model name -> the request for that model
     stream: bool
-    emit_deltas: bool  # False when output guardrails may still change the answer
+    output_policy: GuardrailPolicy  # guards each attempt's deltas afresh: its answer starts over
     deadline: float  # epoch seconds
     breaker: BreakerSettings
 
@@ -141,18 +142,11 @@ class ReliableCaller:
         timeout = min(spec.timeouts_s[target.provider], remaining, _constraint_s(route))
         started = self._wall_clock()
         provider = spec.providers[target.provider]
-
-        def delta_event(index: int, delta: ChatDelta) -> None:
-            if spec.emit_deltas:
-                slot = f"delta/{run.attempts}/{index}"
-                run.emit_live(
-                    "llm.delta.generated", _delta(index, delta, target, run.attempts), slot
-                )
-
+        deltas = _DeltaEvents(run, target, StreamGuard(spec.output_policy))
         request = spec.request_for(target.model)
         await run.checkpoint()  # the decision to call is logged before anyone is paid
         try:
-            result = await _invoke(provider, request, spec.stream, timeout, delta_event)
+            result = await _invoke(provider, request, spec.stream, timeout, deltas.on_delta)
         except ProviderError as error:
             if error.provider_fault:
                 await self._record(run, key, target, False, spec.breaker)
@@ -161,6 +155,8 @@ class ReliableCaller:
                 "llm.attempt.failed", _attempt_failed(target, run.attempts, error, started, ended)
             )
             raise
+        if spec.stream:
+            deltas.on_end()
         await self._record(run, key, target, True, spec.breaker)
         self._latency.observe(key, result.latency_ms)
         return result
@@ -241,8 +237,7 @@ async def _collect(
     async for index, delta in _enumerate(provider.stream(request, timeout_s)):
         if first is None:
             first = time.monotonic()
-        if delta.text or delta.tool_calls:
-            on_delta(index, delta)
+        on_delta(index, delta)
         text.append(delta.text or "")
         tool_calls = delta.tool_calls or tool_calls
         finish_reason = delta.finish_reason or finish_reason
@@ -258,6 +253,35 @@ async def _collect(
     )
 
 
+@dataclass
+class _DeltaEvents:
+    """One attempt's ``llm.delta.generated`` events: the text its output guard releases as the
+    provider's deltas arrive (``index`` is the delta that released it), tool calls as they
+    come, then the held-back rest once the stream has ended (``index`` one past the last). A
+    failed attempt never releases its rest; what it did release stays, as with any retry."""
+
+    run: RunRecord
+    target: RouteTarget
+    guard: StreamGuard
+    count: int = 0
+
+    def on_delta(self, index: int, delta: ChatDelta) -> None:
+        self.count = index + 1
+        self._emit(index, replace(delta, text=self.guard.push(delta.text or "")))
+
+    def on_end(self) -> None:
+        self._emit(self.count, ChatDelta(text=self.guard.finish()))
+
+    def _emit(self, index: int, delta: ChatDelta) -> None:
+        if delta.text or delta.tool_calls:
+            attempt = self.run.attempts
+            self.run.emit_live(  # unlogged: deltas are not decisions (see the run log)
+                "llm.delta.generated",
+                _delta(index, delta, self.target, attempt),
+                f"delta/{attempt}/{index}",
+            )
+
+
 async def _enumerate(deltas: AsyncIterator[ChatDelta]) -> AsyncIterator[tuple[int, ChatDelta]]:
     index = 0
     async for delta in deltas:
@@ -268,7 +292,7 @@ async def _enumerate(deltas: AsyncIterator[ChatDelta]) -> AsyncIterator[tuple[in
 def _delta(index: int, delta: ChatDelta, target: RouteTarget, attempt: int) -> dict[str, object]:
     return {
         "index": index,
-        "text": delta.text,
+        "text": delta.text or None,
         "tool_calls_json": json.dumps(delta.tool_calls) if delta.tool_calls else None,
         "provider": target.provider,
         "model": target.model,

@@ -180,7 +180,7 @@ class ChatPipeline:
                 self._providers.timeouts(config),
                 lambda model: request.for_target(model, messages),
                 request.stream,
-                request.stream and _answer_is_final(policy),
+                policy,
                 deadline,
                 config.routing.breaker,
             )
@@ -286,12 +286,6 @@ class ChatPipeline:
 
 
 _TERMINAL = frozenset({"llm.request.completed", "llm.request.failed"})
-
-
-def _answer_is_final(policy: GuardrailPolicy) -> bool:
-    """Deltas go out before the output guardrails run, so they are only streamed when no
-    output rule could redact or block the answer (else it would leak through them)."""
-    return policy.output.pii is None and policy.output.deny_terms is None
 
 
 def _interrupted(command: Envelope) -> Envelope:

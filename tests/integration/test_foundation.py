@@ -464,8 +464,8 @@ def test_a_stream_request_emits_its_deltas_as_they_arrive_then_one_terminal_even
     tmp_path: Path, redis_url: str, store_namespace: str, fakes: tuple[OpenAIFake, AnthropicFake]
 ) -> None:
     guardrails = {
-        "policies": {"open": {"output": {"pii": None}}, "guarded": {}},
-        "tenants": {"*": "open", "careful": "guarded"},
+        "policies": {"open": {"output": {"pii": None}}},
+        "tenants": {"*": "open"},
     }
 
     async def scenario(h: Harness) -> None:
@@ -477,11 +477,35 @@ def test_a_stream_request_emits_its_deltas_as_they_arrive_then_one_terminal_even
         done = terminal(seen)
         assert seen[-1] is done
         assert "".join(d["text"] or "" for d in deltas) == done.payload["output_text"]
-        # an output rule that may redact the answer holds the deltas back (they would leak)
-        careful = chat_command("s2", content="stream me", stream=True, tenant="careful")
-        held = await h.run(careful)
-        assert of_type(held, "llm.delta.generated") == []
-        assert terminal(held).payload["output_text"]
+
+    run_with(tmp_path, redis_url, store_namespace, fakes, scenario, guardrails=guardrails)
+
+
+def test_a_stream_under_output_redaction_sends_redacted_deltas_that_add_up_to_the_answer(
+    tmp_path: Path, redis_url: str, store_namespace: str, fakes: tuple[OpenAIFake, AnthropicFake]
+) -> None:
+    """The input is let through unredacted, so the echoed answer carries the PII and only the
+    output rules stand between it and the deltas."""
+    guardrails = {
+        "policies": {"echo": {"pii": None, "output": {"pii": {"action": "redact"}}}},
+        "tenants": {"*": "echo"},
+    }
+    filler = "The weather was fine and the train left on time that morning. " * 3
+    content = (
+        f"{filler}Write to ada.lovelace@example.com about it. {filler}"
+        f"Or call +44 20 7946 0958 before noon. {filler}"
+    )
+
+    async def scenario(h: Harness) -> None:
+        seen = await h.run(chat_command("s3", content=content, stream=True, cache="bypass"))
+        deltas = [e.payload for e in of_type(seen, "llm.delta.generated")]
+        answer = terminal(seen).payload["output_text"]
+        assert "[REDACTED:EMAIL]" in answer and "[REDACTED:PHONE]" in answer
+        assert len(deltas) > 3
+        assert "".join(d["text"] for d in deltas) == answer
+        assert not any("ada.lovelace" in d["text"] or "7946" in d["text"] for d in deltas)
+        assert [d["index"] for d in deltas] == sorted({d["index"] for d in deltas})
+        assert {(d["provider"], d["attempt"]) for d in deltas} == {("primary", 1)}
 
     run_with(tmp_path, redis_url, store_namespace, fakes, scenario, guardrails=guardrails)
 

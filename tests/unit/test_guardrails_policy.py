@@ -14,6 +14,7 @@ from processors.foundation.guardrails import (
     injection,
     pii,
     policy,
+    streaming,
 )
 from processors.foundation.providers.base import ChatMessage
 
@@ -36,7 +37,7 @@ def rules(outcome: GuardrailOutcome) -> list[str]:
 
 def test_public_api_is_sorted_and_complete() -> None:
     assert guardrails.__all__ == sorted(guardrails.__all__)
-    exported = {*injection.__all__, *pii.__all__, *policy.__all__}
+    exported = {*injection.__all__, *pii.__all__, *policy.__all__, *streaming.__all__}
     assert set(guardrails.__all__) == exported
 
 

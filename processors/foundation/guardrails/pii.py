@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from processors.foundation.config import PiiEntity
 
-__all__ = ["PiiFinding", "find_pii"]
+__all__ = ["PiiFinding", "find_pii", "settled_length"]
 
 
 @dataclass(frozen=True)
@@ -363,3 +363,36 @@ def find_pii(text: str, entities: Iterable[PiiEntity]) -> list[PiiFinding]:
             chosen.insert(i, finding)
             starts.insert(i, finding.start)
     return chosen
+
+
+# --- streaming -----------------------------------------------------------------------------
+
+# The most characters one finding that may contain whitespace reads, match and lookaround:
+# international phone 46 + 2, a card's 19 digits and 18 separators + 3, an IBAN's 34
+# characters with single spaces between them + 1. Every other pattern (emails, IPs, SSNs,
+# keys, tokens, an assigned secret's value) is one run of non-whitespace characters.
+_SPACED_REACH: dict[PiiEntity, int] = {"phone": 48, "credit_card": 40, "iban": 68}
+# A private-key block spans lines up to its END line: open while that line has not come, or
+# while its header is still arriving.
+_OPEN_PRIVATE_KEY = re.compile(
+    r"-----BEGIN[A-Z ]*(?:-{0,4}\Z|PRIVATE KEY-----(?![\s\S]*?-----END[A-Z ]*PRIVATE KEY-----))"
+)
+
+
+def settled_length(text: str, entities: Iterable[PiiEntity]) -> int:
+    """How much of ``text``'s start keeps its findings whatever is appended to it, so a stream
+    may release that much. Unsettled: the trailing run of non-whitespace (a finding without
+    whitespace grows while it touches the end, however long: a token, a URL-borne email), an
+    unfinished private-key block, and the last reach of a spaced pattern, taken twice because
+    a finding that changes can free a shorter candidate it overlapped, one reach further."""
+    wanted = set(entities)
+    if not wanted:
+        return len(text)
+    reach = max((_SPACED_REACH.get(entity, 0) for entity in wanted), default=0)
+    run = len(text)
+    while run and not text[run - 1].isspace():
+        run -= 1
+    settled = min(run, len(text) - reach) - reach
+    if "secret" in wanted and (block := _OPEN_PRIVATE_KEY.search(text)) is not None:
+        settled = min(settled, block.start())
+    return max(settled, 0)

@@ -14,13 +14,22 @@ from typing import Literal, Protocol
 
 from processors.foundation.config import GuardrailAction, GuardrailPolicy, PiiEntity
 from processors.foundation.guardrails.injection import score_injection
-from processors.foundation.guardrails.pii import find_pii
+from processors.foundation.guardrails.pii import find_pii, settled_length
 from processors.foundation.providers.base import ChatMessage
 
-__all__ = ["GuardrailOutcome", "Stage", "Violation", "check_input", "check_output"]
+__all__ = [
+    "GuardrailOutcome",
+    "OutputScan",
+    "Stage",
+    "Violation",
+    "check_input",
+    "check_output",
+    "scan_output",
+]
 
 Stage = Literal["input", "output"]
 Span = tuple[int, int, int]  # (message_index, start, end); the output text is message 0
+Redaction = tuple[int, int, str]  # (start, end, placeholder) in one text
 
 # Roles whose content the client's developer wrote; injection is looked for everywhere else
 # (user turns, tool results, replayed assistant turns).
@@ -55,6 +64,28 @@ class GuardrailOutcome:
     @property
     def blocked(self) -> bool:
         return self.blocked_by is not None
+
+
+@dataclass(frozen=True)
+class OutputScan:
+    """The output rules that change or stop the answer, run on a text that may still grow (a
+    stream so far). ``settled`` is how much of its start no continuation can change."""
+
+    text: str
+    redactions: list[Redaction]  # merged, by start
+    blocked_by: str | None
+    settled: int
+
+    def releasable(self) -> str:
+        """The redacted settled part, cut back to the start of a redaction it would split (that
+        span may still grow); nothing while a block rule matches."""
+        if self.blocked_by is not None:
+            return ""
+        end = self.settled
+        for start, stop, _ in self.redactions:
+            if start < end < stop:
+                end = start
+        return _apply(self.text[:end], [r for r in self.redactions if r[1] <= end])
 
 
 class _PiiRule(Protocol):
@@ -117,6 +148,21 @@ def check_output(text: str, policy: GuardrailPolicy, policy_name: str) -> Guardr
     return _outcome("output", policy_name, matches, text=_redact([text], matches)[0])
 
 
+def scan_output(text: str, policy: GuardrailPolicy) -> OutputScan:
+    """``check_output``'s redact and block rules on a stream's text so far; flag rules change
+    nothing a client sees, so they are left to ``check_output`` on the whole answer."""
+    pii, terms = policy.output.pii, policy.output.deny_terms
+    matches: list[_Match] = []
+    settled = len(text)
+    if pii is not None and pii.action != "flag":
+        matches += _pii_matches([text], pii.entities, pii.action)
+        settled = min(settled, settled_length(text, pii.entities))
+    if terms is not None and terms.action != "flag":
+        matches += _term_matches([text], terms.terms, terms.action)
+        settled = min(settled, _terms_settled(text, terms.terms))
+    return OutputScan(text, _redactions(matches).get(0, []), _blocked_by(matches), settled)
+
+
 def _outcome(
     stage: Stage,
     policy_name: str,
@@ -137,8 +183,11 @@ def _outcome(
         )
         for m in matches
     ]
-    blocked_by = next((m.rule for m in matches if m.action == "block"), None)
-    return GuardrailOutcome(violations, messages or [], text, blocked_by)
+    return GuardrailOutcome(violations, messages or [], text, _blocked_by(matches))
+
+
+def _blocked_by(matches: list[_Match]) -> str | None:
+    return next((m.rule for m in matches if m.action == "block"), None)
 
 
 def _hash(values: list[str]) -> str:
@@ -223,26 +272,60 @@ def _term_pattern(terms: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)(?:" + "|".join(reversed(alternatives)) + r")(?!\w)", re.I)
 
 
+def _terms_settled(text: str, terms: list[str]) -> int:
+    r"""Where a deny term cut short by the end of the text could start (its first letters, or
+    whole words and the whitespace after them, or the whole term still awaiting a ``(?!\w)``):
+    from there on, appended text can still make or unmake a match."""
+    cut_short = _cut_short_term(tuple(terms)).search(text) if terms else None
+    return cut_short.start() if cut_short is not None else len(text)
+
+
+@lru_cache(maxsize=64)
+def _cut_short_term(terms: tuple[str, ...]) -> re.Pattern[str]:
+    """Every non-empty prefix of every term, as nested optional groups (``f(?:a(?:l)?)?``),
+    a space between words matching any whitespace, the prefix ending the text."""
+
+    def prefix(chars: str) -> str:
+        head = r"\s+" if chars[0] == " " else re.escape(chars[0])
+        return head + (f"(?:{prefix(chars[1:])})?" if len(chars) > 1 else "")
+
+    alternatives = (prefix(" ".join(term.split())) for term in terms if term.split())
+    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")\Z", re.I)
+
+
 def _redact(texts: list[str], matches: list[_Match]) -> list[str]:
-    """Replace every span of a redact rule by ``[REDACTED:<label>]``, right to left so earlier
-    offsets stay valid; overlapping spans are merged under the label of the one that starts
-    first (the longest, when two start together)."""
-    per_text: dict[int, list[tuple[int, int, str]]] = {}
+    """Replace every span of a redact rule by ``[REDACTED:<label>]``."""
+    out = list(texts)
+    for index, redactions in _redactions(matches).items():
+        out[index] = _apply(out[index], redactions)
+    return out
+
+
+def _redactions(matches: list[_Match]) -> dict[int, list[Redaction]]:
+    """The redact rules' spans per text, merged."""
+    per_text: dict[int, list[Redaction]] = {}
     for m in matches:
         if m.action == "redact":
             label = f"[REDACTED:{m.label}]"
             for index, start, end in m.spans:
                 per_text.setdefault(index, []).append((start, end, label))
-    out = list(texts)
-    for index, spans in per_text.items():
-        merged: list[tuple[int, int, str]] = []
-        for start, end, label in sorted(spans, key=lambda s: (s[0], -s[1])):
-            if merged and start < merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(end, merged[-1][1]), merged[-1][2])
-            else:
-                merged.append((start, end, label))
-        text = out[index]
-        for start, end, label in reversed(merged):
-            text = text[:start] + label + text[end:]
-        out[index] = text
-    return out
+    return {index: _merged(spans) for index, spans in per_text.items()}
+
+
+def _merged(spans: list[Redaction]) -> list[Redaction]:
+    """Overlapping spans merged under the label of the one that starts first (the longest,
+    when two start together); sorted by start."""
+    merged: list[Redaction] = []
+    for start, end, label in sorted(spans, key=lambda s: (s[0], -s[1])):
+        if merged and start < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]), merged[-1][2])
+        else:
+            merged.append((start, end, label))
+    return merged
+
+
+def _apply(text: str, merged: list[Redaction]) -> str:
+    """Right to left, so earlier offsets stay valid."""
+    for start, end, label in reversed(merged):
+        text = text[:start] + label + text[end:]
+    return text
