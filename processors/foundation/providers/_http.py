@@ -1,37 +1,42 @@
 """The HTTP side that every real adapter shares: one pooled client per provider, a bound on the
 calls in flight, timeouts, Server-Sent Events, and the one mapping of transport and status
 failures to ``FailureKind``. The API key is only ever a header value here, and every detail
-text passes through ``redact`` first, so no ``ProviderError`` can carry it."""
+text passes through ``redact`` first, so no ``ProviderError`` can carry it.
+
+The client is aiohttp: about a tenth of httpx's CPU per call (``bench/provider_client.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import ssl
 import time
+import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
+from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
+import certifi
 
 from processors.foundation.providers.base import FailureKind, ProviderError
 
 __all__ = ["JsonApi", "SseEvent", "elapsed_ms", "error_message", "parse_retry_after"]
 
 _DETAIL_CHARS = 300
+_UNBOUNDED = aiohttp.ClientTimeout()  # for a call that ``asyncio.timeout_at`` bounds whole
 
 
 @dataclass(frozen=True)
 class SseEvent:
     event: str | None
     data: str
-
-
-# httpcore scans every pooled connection on each request; a burst must not leave hundreds idle.
-MAX_IDLE_CONNECTIONS = 64
 
 
 class JsonApi:
@@ -49,21 +54,35 @@ class JsonApi:
         max_in_flight: int,
     ) -> None:
         self._provider = provider
+        self._base_url = base_url.rstrip("/")
+        self._headers = dict(headers)
         self._secret = secret
         self._timeout_s = timeout_ms / 1000
+        self._max_in_flight = max_in_flight
         self._slots = asyncio.Semaphore(max_in_flight)
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            headers=dict(headers),
-            limits=httpx.Limits(
-                max_connections=max_in_flight,
-                max_keepalive_connections=min(max_in_flight, MAX_IDLE_CONNECTIONS),
-            ),
-            timeout=self._timeout_s,
-        )
+        self._proxy = _env_proxy(base_url)
+        self._tls = _tls_context()  # here, not in the first call's time
+        self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
-        return f"JsonApi(provider={self._provider!r}, base_url={str(self._client.base_url)!r})"
+        return f"JsonApi(provider={self._provider!r}, base_url={self._base_url!r})"
+
+    def _send(
+        self, path: str, body: dict[str, Any], bounds: aiohttp.ClientTimeout
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """POST ``body``. A redirect is not followed (it would carry the key elsewhere): it
+        reads as an error. The pooled session is opened on first use, since aiohttp binds it
+        to the running loop and adapters are built before one runs."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_in_flight, ssl=self._tls)
+            self._session = aiohttp.ClientSession(headers=self._headers, connector=connector)
+        return self._session.post(
+            self._base_url + path,
+            json=body,
+            proxy=self._proxy,
+            timeout=bounds,
+            allow_redirects=False,
+        )
 
     async def post(self, path: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """The JSON object of a 2xx answer; anything else raises a classified error. The
@@ -74,18 +93,21 @@ class JsonApi:
         await self._take_slot(timeout)
         sent_at = loop.time()
         try:
-            async with asyncio.timeout_at(deadline):
-                response = await self._client.post(path, json=body, timeout=timeout)
+            async with (
+                asyncio.timeout_at(deadline),
+                self._send(path, body, _UNBOUNDED) as response,
+            ):
+                raw = await response.read()
         except TimeoutError:
             # Blame the provider only if it had at least half the time; a call that spent
             # most of it in our queue says nothing about the provider.
             raise self._timed_out(timeout, loop.time() - sent_at >= timeout / 2) from None
-        except httpx.TransportError as exc:
-            raise self._transport_failure(exc, timeout) from None
+        except aiohttp.ClientError as exc:
+            raise self._transport_failure(exc) from None
         finally:
             self._slots.release()
-        self._raise_for_status(response)
-        return self.decode(response.text, "response body")
+        self._raise_for_status(response, raw)
+        return self.decode(raw, "response body")
 
     async def events(
         self, path: str, body: dict[str, Any], timeout_s: float
@@ -96,33 +118,34 @@ class JsonApi:
         when the caller stops early."""
         timeout = min(self._timeout_s, timeout_s)
         await self._take_slot(timeout)
+        bounds = aiohttp.ClientTimeout(connect=timeout, sock_read=timeout)
         try:
-            async with self._client.stream("POST", path, json=body, timeout=timeout) as response:
-                if not response.is_success:
-                    await response.aread()
-                    self._raise_for_status(response)
+            async with self._send(path, body, bounds) as response:
+                if not _succeeded(response):
+                    self._raise_for_status(response, await response.read())
                 content_type = response.headers.get("content-type", "")
                 if not content_type.startswith("text/event-stream"):
                     raise ProviderError(
                         FailureKind.MALFORMED,
                         f"a stream was asked for, the answer is {content_type or 'untyped'}",
-                        status=response.status_code,
+                        status=response.status,
                     )
-                async for event in _sse_events(response.aiter_lines()):
+                async for event in _sse_events(response.content.iter_any()):
                     yield event
-        except httpx.TransportError as exc:
-            raise self._transport_failure(exc, timeout) from None
+        except TimeoutError:  # aiohttp's read and connect timeouts are TimeoutErrors too
+            raise self._timed_out(timeout) from None
+        except aiohttp.ClientError as exc:
+            raise self._transport_failure(exc) from None
         finally:
             self._slots.release()
 
-    def decode(self, text: str, what: str) -> dict[str, Any]:
+    def decode(self, text: str | bytes, what: str) -> dict[str, Any]:
         """A JSON object, or MALFORMED: a 2xx that is not what the API promises."""
         try:
             value = json.loads(text)
         except ValueError:
-            raise ProviderError(
-                FailureKind.MALFORMED, f"{what} is not JSON: {self.redact(text, limit=80)!r}"
-            ) from None
+            shown = self.redact(_text(text), limit=80)
+            raise ProviderError(FailureKind.MALFORMED, f"{what} is not JSON: {shown!r}") from None
         if not isinstance(value, dict):
             raise ProviderError(FailureKind.MALFORMED, f"{what} is not a JSON object")
         return value
@@ -143,13 +166,14 @@ class JsonApi:
         return " ".join(text.split())[:limit]
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
-    def _raise_for_status(self, response: httpx.Response) -> None:
-        status = response.status_code
-        if response.is_success:
+    def _raise_for_status(self, response: aiohttp.ClientResponse, body: bytes) -> None:
+        if _succeeded(response):
             return
-        detail = f"HTTP {status}: {self.redact(_error_text(response.text))}"
+        status = response.status
+        detail = f"HTTP {status}: {self.redact(_error_text(_text(body)))}"
         if status == 429:
             retry_after = parse_retry_after(response.headers, time.time())
             raise ProviderError(
@@ -178,11 +202,35 @@ class JsonApi:
             provider_fault=provider_fault,
         )
 
-    def _transport_failure(self, exc: httpx.TransportError, timeout_s: float) -> ProviderError:
-        if isinstance(exc, httpx.TimeoutException):
-            return self._timed_out(timeout_s)
+    def _transport_failure(self, exc: aiohttp.ClientError) -> ProviderError:
         detail = self.redact(f"{type(exc).__name__}: {exc}")
         return ProviderError(FailureKind.CONNECTION, detail)
+
+
+def _succeeded(response: aiohttp.ClientResponse) -> bool:
+    """2xx only: a redirect is not followed (it would carry the key elsewhere), it is an error."""
+    return 200 <= response.status < 300
+
+
+def _env_proxy(base_url: str) -> str | None:
+    """The proxy the environment names for ``base_url`` (``HTTPS_PROXY``, ``NO_PROXY``, ...),
+    as httpx honoured it; read once, since aiohttp's ``trust_env`` reads it on every call."""
+    url = urlsplit(base_url)
+    if url.hostname and urllib.request.proxy_bypass(url.hostname):
+        return None
+    return urllib.request.getproxies().get(url.scheme)
+
+
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """The CA certificates httpx trusted: ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` when set, else
+    certifi's bundle, so a host without system CA certificates still reaches its providers.
+    One per process: loading the bundle takes tens of milliseconds."""
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
@@ -215,23 +263,28 @@ def elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-async def _sse_events(lines: AsyncIterator[str]) -> AsyncIterator[SseEvent]:
+async def _sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[SseEvent]:
     """Events as the SSE spec frames them: fields up to a blank line; an event cut off by the
-    end of the stream is dropped, so a truncated stream reads as incomplete, not malformed."""
+    end of the stream is dropped, so a truncated stream reads as incomplete, not malformed.
+    Lines are split here, from the chunks as they arrive, not one awaited read per line."""
     event: str | None = None
     data: list[str] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield SseEvent(event, "\n".join(data))
-            event, data = None, []
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "event":
-            event = value
-        elif name == "data":
-            data.append(value)
+    pending = b""
+    async for chunk in chunks:
+        *lines, pending = (pending + chunk).split(b"\n")
+        for raw in lines:
+            line = raw.removesuffix(b"\r").decode("utf-8", "replace")
+            if not line:
+                if data:
+                    yield SseEvent(event, "\n".join(data))
+                event, data = None, []
+                continue
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "event":
+                event = value
+            elif name == "data":
+                data.append(value)
 
 
 def error_message(body: Any) -> str | None:
@@ -240,6 +293,10 @@ def error_message(body: Any) -> str | None:
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         return str(error["message"])
     return error if isinstance(error, str) else None
+
+
+def _text(body: str | bytes) -> str:
+    return body if isinstance(body, str) else body.decode("utf-8", "replace")
 
 
 def _error_text(text: str) -> str:
