@@ -97,7 +97,11 @@ async def chat_completions(
     )
     command = command_for(services, principal, claim, "llm.chat.requested", payload, traceparent)
     watch = hub.watch(
-        claim.correlation_id, principal.tenant, deadline + _WATCH_GRACE_S, on_end=slot.release
+        claim.correlation_id,
+        principal.tenant,
+        deadline + _WATCH_GRACE_S,
+        on_end=slot.release,
+        on_first_event=slot.started,
     )
     streaming = False
     try:

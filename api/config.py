@@ -67,14 +67,16 @@ class Limits(_Strict):
 class ChatSettings(_Strict):
     """``wait_timeout_s`` bounds how long a call waits; ``run_deadline_s`` is the command's
     deadline, longer, so a run outlives a client that gave up (fetch it from /v1/runs).
-    ``max_in_flight`` bounds the calls one replica waits for at once: beyond it a call is
-    refused at once rather than queued past every deadline."""
+    ``max_in_flight`` bounds the calls one replica waits for at once, ``max_queue_delay_ms``
+    how long admitted runs may queue before a processor starts them: beyond either a call is
+    refused at once rather than queued past every deadline (``api/in_flight.py``)."""
 
     wait_timeout_s: float = Field(60.0, gt=0)
     run_deadline_s: float = Field(300.0, gt=0)
     publish_timeout_s: float = Field(5.0, gt=0)
     idempotency_ttl_s: int = Field(86_400, ge=60)
     max_in_flight: int = Field(256, ge=1)
+    max_queue_delay_ms: float = Field(100.0, gt=0)
 
     @model_validator(mode="after")
     def _deadline_outlives_wait(self) -> ChatSettings:

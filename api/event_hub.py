@@ -65,7 +65,8 @@ class HubEvent:
 class RunWatch:
     """One waiting request's view of one run: its events in log order, as they arrive. It
     ends when closed or, at the latest, when ``expires_at`` (loop time) has passed, so a
-    request that vanished without closing it leaks nothing; ``on_end`` runs once when it ends
+    request that vanished without closing it leaks nothing; ``on_first_event`` runs when its first
+    event arrives (admission measures queueing by it), ``on_end`` runs once when it ends
     (a streamed response whose body never started frees its admission slot this way too)."""
 
     def __init__(
@@ -75,8 +76,10 @@ class RunWatch:
         tenant: str,
         expires_at: float,
         on_end: Callable[[], None] | None = None,
+        on_first_event: Callable[[], None] | None = None,
     ) -> None:
         self._hub = hub
+        self.on_first_event = on_first_event
         self.correlation_id = correlation_id
         self.tenant = tenant
         self.expires_at = expires_at
@@ -144,9 +147,10 @@ class EventHub:
         tenant: str,
         expires_at: float,
         on_end: Callable[[], None] | None = None,
+        on_first_event: Callable[[], None] | None = None,
     ) -> RunWatch:
         """Events of ``correlation_id`` (of ``tenant`` only) from now until the watch closes."""
-        watch = RunWatch(self, correlation_id, tenant, expires_at, on_end)
+        watch = RunWatch(self, correlation_id, tenant, expires_at, on_end, on_first_event)
         self._watches.setdefault(correlation_id, set()).add(watch)
         RUN_WAITERS.inc()
         return watch
@@ -182,6 +186,9 @@ class EventHub:
                 for watch in self._watches.get(item.correlation_id, ()):
                     if watch.tenant == item.tenant_id:
                         watch.events.put_nowait(dict(item.event))
+                        if watch.on_first_event is not None:
+                            watch.on_first_event()
+                            watch.on_first_event = None
         EVENTS_CONSUMED.inc(len(events))
         for listener in self._listeners:
             listener(events)

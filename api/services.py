@@ -121,7 +121,9 @@ async def running_services(settings: ApiSettings, config: ApiConfig) -> AsyncIte
             history=history,
             recent=recent,
             writer=WriterIdentity("api", 5, settings.streams.env),
-            in_flight=RunsInFlight(config.chat.max_in_flight),
+            in_flight=RunsInFlight(
+                config.chat.max_in_flight, config.chat.max_queue_delay_ms / 1000
+            ),
             kafka_link=kafka,
         )
     finally:

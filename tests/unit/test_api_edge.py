@@ -55,7 +55,7 @@ def test_every_code_has_a_status_and_retryable_matches_the_catalogue() -> None:
 
 
 def test_runs_past_the_bound_are_refused_and_a_slot_is_freed_once() -> None:
-    runs = RunsInFlight(2)
+    runs = RunsInFlight(2, max_queue_delay_s=0.1)
     first, _ = runs.take(), runs.take()
     with pytest.raises(ApiError) as refused:
         runs.take()
@@ -66,6 +66,52 @@ def test_runs_past_the_bound_are_refused_and_a_slot_is_freed_once() -> None:
     runs.take()
     with pytest.raises(ApiError):
         runs.take()
+
+
+def test_a_standing_queue_is_shed_until_runs_start_promptly_again() -> None:
+    """Shed once the shortest queue delay of two intervals running passed the target (with a
+    few runs started in each); admit again with the first interval back under it, or with too
+    few starts to tell."""
+    now = [0.0]
+    runs = RunsInFlight(1000, max_queue_delay_s=0.05, clock=lambda: now[0])
+
+    def started(at: float, *delays: float) -> None:
+        now[0] = at
+        for delay in delays:
+            runs.queued(delay)
+
+    def admitted(at: float) -> bool:
+        now[0] = at
+        try:
+            runs.take().release()
+        except ApiError as refused:
+            assert refused.code is HttpErrorCode.OVERLOADED
+            assert "ms to start" in refused.message
+            return False
+        return True
+
+    started(0.05, 0.2, 0.3, 0.2, 0.01)  # one prompt start: no standing queue
+    assert admitted(0.11)
+    started(0.15, 0.2, 0.3, 0.2)  # slow, but too few starts to tell (a cold start)
+    assert admitted(0.22)
+    started(0.25, 0.2, 0.3, 0.2, 0.4)
+    assert admitted(0.33)  # one interval over the target
+    started(0.35, 0.2, 0.3, 0.2, 0.4)
+    assert not admitted(0.44)  # two running
+    started(0.45, 0.2, 0.3, 0.2, 0.4)
+    assert not admitted(0.55)
+    started(0.6, 0.2, 0.3, 0.2, 0.03)
+    assert admitted(0.66)  # back under the target
+    slot = runs.take()
+    now[0] = 0.7
+    slot.started()  # 40 ms after it was admitted
+    slot.started()  # counted once
+    slot.release()
+    started(0.71, 0.2, 0.3)
+    assert admitted(0.77)  # its 40 ms is the interval's shortest
+    started(0.8, 0.2, 0.3, 0.2, 0.4)
+    started(0.9, 0.2, 0.3, 0.2, 0.4)
+    assert admitted(5.0)  # intervals passed idle since: that backlog is gone
 
 
 def test_the_memory_limiter_refills_per_minute_and_carries_debt() -> None:
