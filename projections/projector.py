@@ -154,8 +154,8 @@ class Projector:
 
     def _write(self, batches: list[PartitionBatch]) -> None:
         with self._write_lock:
+            self._writer.write(batches)
             for batch in batches:
-                self._writer.write(batch)
                 self._inserted[batch.key] = batch.end
 
     def _finish(self) -> list[PartitionBatch]:

@@ -144,7 +144,7 @@ class Replay:
                 batches = self._decode(reader.read(self._batch_size, 0.5))
                 if in_flight is not None:
                     inserted += in_flight.result()
-                in_flight = pool.submit(_write_all, writer, batches)
+                in_flight = pool.submit(writer.write, batches)
                 if time.monotonic() - last_report >= self._progress_every_s:
                     last_report = time.monotonic()
                     progress(f"replay: {_summary(reader.done_count, reader.total, started)}")
@@ -179,10 +179,6 @@ class Replay:
     def _skip(self, message: Message, error: str) -> None:
         """Poison was dead-lettered when the live projector met it; a replay skips it."""
         self._skipped += 1
-
-
-def _write_all(writer: EventWriter, batches: list[PartitionBatch]) -> int:
-    return sum(writer.write(batch) for batch in batches)
 
 
 def _quiet(line: str) -> None:

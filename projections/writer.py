@@ -1,7 +1,10 @@
 """Inserts partition batches into an events table so that each ``event_id`` lands once.
 
-Per batch: drop the ids the table already holds for the batch's runs (a run's duplicates always
-arrive on its one partition, in order, so its earlier copies are already inserted), ignoring
+One duplicate check serves all the batches of a cycle (a chDB query costs tens of milliseconds
+of CPU whatever its size, so one per partition per cycle was most of the projector's work at
+low rates). Per batch: drop the ids the table already holds for the batch's runs (a run's
+duplicates always arrive on its one partition, in order, so its earlier copies are already
+inserted), ignoring
 rows this very batch wrote in an earlier attempt (``batch_id``); then insert with the batch's
 deduplication token. Every attempt computes the same rows and token, so a retry after a failed
 or half-applied insert (events written, a materialized view not) completes exactly what is
@@ -54,50 +57,67 @@ class EventWriter:
         self._live = live
         self._max_backoff_s = max_backoff_s
 
-    def write(self, batch: PartitionBatch) -> int:
+    def write(self, batches: list[PartitionBatch]) -> int:
         """Returns the number of rows sent (duplicates excluded; a retry after a half-applied
         attempt sends, and counts, the same rows again: ClickHouse keeps what it has)."""
+        if not batches:
+            return 0
         started = time.monotonic()
         delay = 0.1
         while True:
             try:
-                inserted = self._write_once(batch)
+                inserted = self._write_once(batches)
                 break
             except StoreError as exc:
                 INSERT_FAILURES.labels(self._label).inc()
                 log.warning("insert into %s failed, retrying in %.1fs: %s", self._table, delay, exc)
                 if self._stopping.wait(delay):
-                    raise WriteInterrupted(f"{batch.token} not written") from exc
+                    tokens = ", ".join(batch.token for batch in batches)
+                    raise WriteInterrupted(f"{tokens} not written") from exc
                 delay = min(delay * 2, self._max_backoff_s)
         BATCH_SECONDS.labels(self._label).observe(time.monotonic() - started)
-        ROWS_INSERTED.labels(self._label).inc(inserted)
-        DUPLICATES_DROPPED.labels(self._label).inc(batch.messages - batch.poison - inserted)
-        if self._live and inserted:
-            self._observe_lag(batch)
+        total = sum(inserted.values())
+        ROWS_INSERTED.labels(self._label).inc(total)
+        DUPLICATES_DROPPED.labels(self._label).inc(
+            sum(batch.messages - batch.poison for batch in batches) - total
+        )
+        if self._live:
+            for batch in batches:
+                if inserted[batch.batch_id]:
+                    self._observe_lag(batch)
+        return total
+
+    def _write_once(self, batches: list[PartitionBatch]) -> dict[int, int]:
+        holders = self._holders(batches)
+        inserted = {}
+        for batch in batches:
+            fresh = [
+                row for row in batch.rows if not holders.get(row.event_id, set()) - {batch.batch_id}
+            ]
+            inserted[batch.batch_id] = len(fresh)
+            if not fresh:
+                continue
+            suffix = f',"batch_id":{batch.batch_id}}}'
+            lines = "\n".join(row.line[:-1] + suffix for row in fresh)
+            self._store.insert(
+                self._table, lines, {**INSERT_SETTINGS, "insert_deduplication_token": batch.token}
+            )
         return inserted
 
-    def _write_once(self, batch: PartitionBatch) -> int:
-        present = self._present(batch)
-        fresh = [row for row in batch.rows if row.event_id not in present]
-        if not fresh:
-            return 0
-        suffix = f',"batch_id":{batch.batch_id}}}'
-        lines = "\n".join(row.line[:-1] + suffix for row in fresh)
-        self._store.insert(
-            self._table, lines, {**INSERT_SETTINGS, "insert_deduplication_token": batch.token}
-        )
-        return len(fresh)
-
-    def _present(self, batch: PartitionBatch) -> set[str]:
-        runs = sorted({(row.tenant_id, row.correlation_id) for row in batch.rows})
+    def _holders(self, batches: list[PartitionBatch]) -> dict[str, set[int]]:
+        """The batches already holding each event id of these batches' runs."""
+        runs = sorted({(row.tenant_id, row.correlation_id) for b in batches for row in b.rows})
         if not runs:
-            return set()
+            return {}
         keys = ", ".join(f"({sql_string(t)}, {sql_string(c)})" for t, c in runs)
         rows = self._store.rows(
-            f"SELECT event_id FROM {self._table} "  # noqa: S608
-            f"WHERE (tenant_id, correlation_id) IN ({keys}) AND batch_id != {batch.batch_id}"
+            f"SELECT event_id, batch_id FROM {self._table} "  # noqa: S608
+            f"WHERE (tenant_id, correlation_id) IN ({keys})"
         )
-        return {str(row["event_id"]) for row in rows}
+        holders: dict[str, set[int]] = {}
+        for row in rows:
+            holders.setdefault(str(row["event_id"]), set()).add(int(row["batch_id"]))
+        return holders
 
     def _observe_lag(self, batch: PartitionBatch) -> None:
         now = time.time()

@@ -219,7 +219,7 @@ def write(
 ) -> None:
     writer = EventWriter(db.store, f"{db.database}.events", threading.Event(), live=False)
     for offset in range(0, len(events), batch_size):
-        writer.write(batch_of(events[offset : offset + batch_size], first_offset + offset))
+        writer.write([batch_of(events[offset : offset + batch_size], first_offset + offset)])
 
 
 def assert_projected_exactly(reader: SqlReader, events: Sequence[Envelope]) -> None:

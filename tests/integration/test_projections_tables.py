@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import zlib
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from projections import MigrationError, table_digests
 from projections.migrator import load_migrations, migrate
 from projections.rows import INSERT_SETTINGS
 from projections.writer import EventWriter
+from streams.envelope import Envelope
 from tests.integration.test_projections_support import (
     START,
     ProjectionDb,
@@ -128,11 +130,31 @@ def test_retry_after_a_half_applied_insert_completes_only_what_is_missing(tmp_pa
         writer = EventWriter(db.store, f"{db.database}.events", threading.Event(), live=False)
         batch = batch_of(events, 0)
         db.store.command(f"DETACH TABLE {db.database}.runs_mv")
-        writer.write(batch)
+        writer.write([batch])
         db.store.command(f"ATTACH TABLE {db.database}.runs_mv")
         assert db.count() == len(batch.rows)
         assert rows(db, "SELECT count() AS n FROM runs") == [{"n": 0}]
 
-        assert writer.write(batch) == len(batch.rows)  # the same rows and token again
+        assert writer.write([batch]) == len(batch.rows)  # the same rows and token again
         assert table_digests(db.reader, db.database) == table_digests(clean.reader, clean.database)
-        assert writer.write(batch_of(events, 5000)) == 0  # a later redelivery: all duplicates
+        assert writer.write([batch_of(events, 5000)]) == 0  # a later redelivery: all duplicates
+
+
+def test_one_write_of_a_cycles_batches_lands_each_event_once(tmp_path: Path) -> None:
+    """A cycle's batches (one per partition) share one duplicate check. Interrupted after the
+    second partition's insert, the cycle's retry completes the first and doubles nothing; a
+    later redelivery of both is all duplicates."""
+    events = mixed_events(2000, START, seed=7)
+    by_partition: list[list[Envelope]] = [[], []]
+    for event in events:
+        by_partition[zlib.crc32(event.correlation_id.encode()) % 2].append(event)
+    with projection_db(tmp_path) as db:
+        clean = db.sibling("clean")
+        write(clean, events, batch_size=len(events))
+        writer = EventWriter(db.store, f"{db.database}.events", threading.Event(), live=False)
+        first, second = (batch_of(part, 0, partition=p) for p, part in enumerate(by_partition))
+        writer.write([second])  # the interrupted cycle got this far
+        assert writer.write([first, second]) == len(first.rows) + len(second.rows)
+        assert table_digests(db.reader, db.database) == table_digests(clean.reader, clean.database)
+        later = [batch_of(part, 5000, partition=p) for p, part in enumerate(by_partition)]
+        assert writer.write(later) == 0
