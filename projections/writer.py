@@ -31,6 +31,8 @@ from projections.store import ProjectionStore, StoreError, sql_string
 __all__ = ["EventWriter", "WriteInterrupted"]
 
 log = logging.getLogger("projections.writer")
+# Runs per duplicate check: their keys stay well inside ClickHouse's max_query_size (256 KiB).
+_RUNS_PER_QUERY = 1_000
 
 
 class WriteInterrupted(RuntimeError):
@@ -107,16 +109,18 @@ class EventWriter:
     def _holders(self, batches: list[PartitionBatch]) -> dict[str, set[int]]:
         """The batches already holding each event id of these batches' runs."""
         runs = sorted({(row.tenant_id, row.correlation_id) for b in batches for row in b.rows})
-        if not runs:
-            return {}
-        keys = ", ".join(f"({sql_string(t)}, {sql_string(c)})" for t, c in runs)
-        rows = self._store.rows(
-            f"SELECT event_id, batch_id FROM {self._table} "  # noqa: S608
-            f"WHERE (tenant_id, correlation_id) IN ({keys})"
-        )
         holders: dict[str, set[int]] = {}
-        for row in rows:
-            holders.setdefault(str(row["event_id"]), set()).add(int(row["batch_id"]))
+        for first in range(0, len(runs), _RUNS_PER_QUERY):
+            keys = ", ".join(
+                f"({sql_string(t)}, {sql_string(c)})"
+                for t, c in runs[first : first + _RUNS_PER_QUERY]
+            )
+            rows = self._store.rows(
+                f"SELECT event_id, batch_id FROM {self._table} "  # noqa: S608
+                f"WHERE (tenant_id, correlation_id) IN ({keys})"
+            )
+            for row in rows:
+                holders.setdefault(str(row["event_id"]), set()).add(int(row["batch_id"]))
         return holders
 
     def _observe_lag(self, batch: PartitionBatch) -> None:

@@ -34,7 +34,7 @@ from processes import (
     wait_http,
 )
 
-__all__ = ["OurPlatform"]
+__all__ = ["OurPlatform", "OurPlatformEmbedded"]
 
 PROJECT_DIR = BENCH_DIR.parents[1]
 _CHAT_PATH = "/v1/chat/completions"
@@ -52,7 +52,11 @@ sys.exit(0 if "post" in operations else 3)
 
 
 class OurPlatform(Contender):
+    """The production shape: shared state (budgets, cache, breakers, run log, rate limits) in
+    a Redis of its own, as more than one replica requires."""
+
     name = "platform"
+    shared_state = True
 
     def python(self) -> Path:
         return PROJECT_DIR / ".venv" / "bin" / "python"
@@ -62,7 +66,7 @@ class OurPlatform(Contender):
         python = self.python()
         if not python.exists():
             raise ContenderUnavailable(f"{python} missing: run ./dev setup first")
-        if shutil.which("redis-server") is None:
+        if self.shared_state and shutil.which("redis-server") is None:
             raise ContenderUnavailable("redis-server missing (apt-get install redis-server)")
         result = subprocess.run(  # noqa: S603 - fixed script, our interpreter
             [str(python), "-c", _HAS_CHAT_ROUTE],
@@ -80,18 +84,8 @@ class OurPlatform(Contender):
 
     def start(self, upstream_url: str, workdir: Path) -> Endpoint:
         self.check_available()
-        redis_port, api_port, kafka_port = free_port(), free_port(), free_port()
-        redis = ManagedProcess(
-            "platform-redis",
-            [
-                "redis-server",
-                *options({"--bind": "127.0.0.1", "--port": redis_port, "--appendonly": "no"}),
-                *("--save", ""),  # no snapshots: the cache and budgets live for one run
-            ],
-            workdir,
-        )
-        self.processes.append(redis)
-        redis.start()
+        api_port, kafka_port = free_port(), free_port()
+        shared_state = {"REDIS_URL": self._start_redis(workdir)} if self.shared_state else {}
         config_dir = workdir / "platform-configs"
         self._write_configs(config_dir, upstream_url)
         api_key = "sk-plat-bench-" + secrets.token_urlsafe(32)
@@ -109,7 +103,7 @@ class OurPlatform(Contender):
                 "API_GATEWAY_PORT": str(api_port),
                 "FOUNDATION_CONFIG_DIR": str(config_dir),
                 "API_CONFIG": str(config_dir / "api.yaml"),
-                "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+                **shared_state,
                 "PROJECTIONS_DATA_DIR": str(workdir / "platform-data" / "chdb"),
                 "LOG_LEVEL": "WARNING",
                 _KEY_ENV: UPSTREAM_KEY,
@@ -124,6 +118,21 @@ class OurPlatform(Contender):
         # ready means a chat completion went through every process, not what /readyz checks
         probe_chat(endpoint.url, endpoint.model, endpoint.headers, platform, timeout_s=_STARTUP_S)
         return endpoint
+
+    def _start_redis(self, workdir: Path) -> str:
+        port = free_port()
+        redis = ManagedProcess(
+            "platform-redis",
+            [
+                "redis-server",
+                *options({"--bind": "127.0.0.1", "--port": port, "--appendonly": "no"}),
+                *("--save", ""),  # no snapshots: the cache and budgets live for one run
+            ],
+            workdir,
+        )
+        self.processes.append(redis)
+        redis.start()
+        return f"redis://127.0.0.1:{port}/0"
 
     def _write_configs(self, config_dir: Path, upstream_url: str) -> None:
         """Layer 1's four files, routed to the upstream only."""
@@ -181,13 +190,15 @@ class OurPlatform(Contender):
         path.write_text(yaml.safe_dump(config, sort_keys=False))
 
     def describe(self) -> str:
+        state = "Redis" if self.shared_state else "each process (no Redis: the embedded default)"
         return (
             "`python -m streams up` (local Kafka broker, then each process of "
-            f"configs/platform.yaml: {', '.join(self._platform_processes())}) with its own "
-            "redis-server; on: API key auth, guardrails (the project's policies), budgets "
-            "reserved and settled in Redis, exact cache (every request a miss), breakers, the "
-            "write-ahead run log in Redis, every event persisted to Kafka (acks=all) and "
-            "projected into ClickHouse (embedded chDB) by the projector"
+            f"configs/platform.yaml: {', '.join(self._platform_processes())})"
+            f"{' with its own redis-server' if self.shared_state else ''}; on: API key auth, "
+            "rate limits, bounded admission, guardrails on input and output (the project's "
+            f"policies), budgets reserved and settled, exact cache (every request a miss), "
+            f"breakers, the run log (shared state in {state}), every event persisted to Kafka "
+            "(acks=all) and projected into ClickHouse (embedded chDB) by the projector"
         )
 
     def _platform_processes(self) -> list[str]:
@@ -204,3 +215,10 @@ class OurPlatform(Contender):
             check=False,
         )
         return f"git {result.stdout.strip() or 'unknown'}"
+
+
+class OurPlatformEmbedded(OurPlatform):
+    """``./dev up`` as it is: shared state in each process, no Redis (one replica)."""
+
+    name = "platform-embedded"
+    shared_state = False

@@ -39,7 +39,7 @@ def _ensure_bench_venv() -> None:
 _ensure_bench_venv()
 
 from contenders import Baseline, Contender, Endpoint, LiteLLM, Portkey  # noqa: E402
-from our_platform import OurPlatform  # noqa: E402
+from our_platform import OurPlatform, OurPlatformEmbedded  # noqa: E402
 from processes import (  # noqa: E402
     ContenderUnavailable,
     ManagedProcess,
@@ -61,7 +61,7 @@ from resources import TreeMonitor, wait_until_quiet  # noqa: E402
 from upstream import UpstreamSettings  # noqa: E402
 
 CONTENDERS: dict[str, type[Contender]] = {
-    c.name: c for c in (Baseline, LiteLLM, Portkey, OurPlatform)
+    c.name: c for c in (Baseline, LiteLLM, Portkey, OurPlatform, OurPlatformEmbedded)
 }
 PROJECT_DIR = BENCH_DIR.parents[1]
 _START_DELAY_S = 1.5  # for the load generator processes to import and connect before request 0
