@@ -45,14 +45,13 @@ Positions = dict[tuple[str, int], Mark]
 
 
 @dataclass(frozen=True)
-class FeedEvent:
-    """An event (envelope JSON) at its place in the log; ``micros`` is its timestamp."""
+class _Placed:
+    """Where an event sits in the log, and the position right after it."""
 
     topic: str
     partition: int
     offset: int
     micros: int
-    event: Mapping[str, Any]
 
     @property
     def where(self) -> tuple[str, int]:
@@ -62,6 +61,13 @@ class FeedEvent:
     def next_mark(self) -> Mark:
         """The position right after this event."""
         return Mark(self.offset + 1, self.micros)
+
+
+@dataclass(frozen=True)
+class FeedEvent(_Placed):
+    """An event (envelope JSON) at its place in the log; ``micros`` is its timestamp."""
+
+    event: Mapping[str, Any]
 
     @property
     def correlation_id(self) -> str:
@@ -73,27 +79,15 @@ class FeedEvent:
 
 
 @dataclass(frozen=True)
-class RawEvent:
+class RawEvent(_Placed):
     """An event not decoded yet, placed and routed by its headers; ``micros`` is the broker's
     timestamp (the envelope's is inside the bytes). ``decode`` gives the envelope JSON, or None
     for bytes that are no event (the processors dead-letter those; readers skip them)."""
 
-    topic: str
-    partition: int
-    offset: int
-    micros: int
     correlation_id: str
     tenant_id: str
     value: bytes
     decode: Callable[[bytes], Mapping[str, Any] | None]
-
-    @property
-    def where(self) -> tuple[str, int]:
-        return (self.topic, self.partition)
-
-    @property
-    def next_mark(self) -> Mark:
-        return Mark(self.offset + 1, self.micros)
 
     def decoded(self) -> FeedEvent | None:
         event = self.decode(self.value)
