@@ -220,16 +220,33 @@ def _table(stats: list[PhaseStats], stream: bool) -> list[str]:
     return lines
 
 
+def _role_label(role: str) -> str:
+    """A process as a reader names it: "foundation processor", "redis", "launcher"."""
+    words = role.removeprefix("streams ").split()
+    if words[:1] == ["run"] and len(words) > 1:
+        module = words[1].split(":")[0].removesuffix(".processor")
+        return module.rsplit(".", 1)[-1] + " processor"
+    if words[:1] == ["up"]:
+        return "launcher"
+    if role == "kafka broker":
+        return role
+    return {"redis-server": "redis", "projections": "projector"}.get(words[0], words[0])
+
+
 def _role_table(stats: list[PhaseStats]) -> list[str]:
-    roles = sorted({role for s in stats for role in s.cpu_per_1k_by_role})
+    """Contenders made of several processes only (a one-process one is its total)."""
+    labelled = [
+        (s, {_role_label(r): c for r, c in s.cpu_per_1k_by_role.items()})
+        for s in stats
+        if len(s.cpu_per_1k_by_role) > 1
+    ]
+    roles = sorted({role for _, by_role in labelled for role in by_role})
     rows = [
         "| contender | mode | offered RPS | " + " | ".join(roles) + " |",
         "|---|---|---|" + "---|" * len(roles),
     ]
-    for s in stats:
-        cells = [
-            f"{s.cpu_per_1k_by_role[r]:.2f}" if r in s.cpu_per_1k_by_role else "-" for r in roles
-        ]
+    for s, by_role in labelled:
+        cells = [f"{by_role[r]:.2f}" if r in by_role else "-" for r in roles]
         mode = "streaming" if s.stream else "non-streaming"
         rows.append(f"| {s.contender} | {mode} | {s.rate:g} | " + " | ".join(cells) + " |")
     return rows
@@ -270,9 +287,8 @@ def render_section(run: RunRecord, plot_link: str | None) -> str:
     for stream, title in ((False, "Non-streaming"), (True, "Streaming (time to first token)")):
         if any(s.stream == stream for s in run.stats):
             lines += [f"### {title}", "", *_table(run.stats, stream), ""]
-    by_role = [s for s in run.stats if s.cpu_per_1k_by_role]
-    if by_role:
-        lines += ["CPU s / 1k requests by process:", "", *_role_table(by_role), ""]
+    if any(len(s.cpu_per_1k_by_role) > 1 for s in run.stats):
+        lines += ["CPU s / 1k requests by process:", "", *_role_table(run.stats), ""]
     if run.skipped:
         lines += ["Not run:", "", *(f"- {why}" for why in run.skipped), ""]
     if plot_link:
