@@ -41,5 +41,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     for module in (chat, workflows, runs, analytics, live, health):
         app.include_router(module.router)
     install_error_handlers(app)
-    app.add_middleware(EdgeMiddleware, max_body_bytes=config.limits.max_body_bytes)
+    app.add_middleware(
+        EdgeMiddleware,
+        max_body_bytes=config.limits.max_body_bytes,
+        admitted_paths=frozenset({chat.ROUTE}),
+    )
     return app

@@ -72,14 +72,22 @@ class RunsInFlight:
         self._intervals_over = 0  # consecutive intervals whose shortest delay passed the target
 
     def take(self) -> Slot:
-        if self.taken >= self.bound:
-            self._refuse(f"this replica is serving its limit of {self.bound} runs")
-        if self._queue_standing():
-            self._refuse(
-                f"runs wait more than {self.max_queue_delay_s * 1000:.0f} ms to start here"
-            )
+        refused = self.refusal()
+        if refused is not None:
+            raise refused
         self.taken += 1
         return Slot(self, self.clock())
+
+    def refusal(self) -> ApiError | None:
+        """Why a run would be refused now, if it would (counted as shed): the edge asks before
+        it reads a body, so a refusal costs no parsing and comes at once under overload."""
+        if self.taken >= self.bound:
+            return self._refused(f"this replica is serving its limit of {self.bound} runs")
+        if self._queue_standing():
+            return self._refused(
+                f"runs wait more than {self.max_queue_delay_s * 1000:.0f} ms to start here"
+            )
+        return None
 
     def queued(self, delay_s: float) -> None:
         self._queue_standing()
@@ -96,9 +104,9 @@ class RunsInFlight:
             self._interval_ends = now + INTERVAL_S
         return self._intervals_over >= _INTERVALS_OVER
 
-    def _refuse(self, why: str) -> None:
+    def _refused(self, why: str) -> ApiError:
         SHED.inc()
-        raise ApiError(
+        return ApiError(
             HttpErrorCode.OVERLOADED,
             f"{why}; retry shortly",
             headers={"Retry-After": str(_RETRY_AFTER_S)},

@@ -1,6 +1,7 @@
 """The HTTP edge as plain ASGI: a correlation id for every request (in the error body and the
-``X-Correlation-Id`` header; a chat call's run uses it), the body size limit, and request
-metrics by route template."""
+``X-Correlation-Id`` header; a chat call's run uses it), the body size limit, admission of the
+routes that start runs (refused before their body is read when the replica is overloaded), and
+request metrics by route template."""
 
 from __future__ import annotations
 
@@ -24,9 +25,12 @@ def new_correlation_id() -> str:
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, admitted_paths: frozenset[str] = frozenset()
+    ) -> None:
         self._app = app
         self._max_body_bytes = max_body_bytes
+        self._admitted_paths = admitted_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,8 +40,13 @@ class EdgeMiddleware:
         state["correlation_id"] = new_correlation_id()
         started = time.perf_counter()
         declared = _content_length(scope)
-        if declared is not None and declared > self._max_body_bytes:
-            response = error_response(self._too_large(), state["correlation_id"])
+        refused = (
+            self._too_large() if declared is not None and declared > self._max_body_bytes else None
+        )
+        if refused is None and scope["method"] == "POST" and scope["path"] in self._admitted_paths:
+            refused = _admission_refusal(scope)
+        if refused is not None:
+            response = error_response(refused, state["correlation_id"])
             await response(scope, receive, self._with_header(scope, send, started))
             return
         await self._app(scope, self._limited(receive), self._with_header(scope, send, started))
@@ -78,6 +87,12 @@ class EdgeMiddleware:
             await send(message)
 
         return sending
+
+
+def _admission_refusal(scope: Scope) -> ApiError | None:
+    """The replica's admission, once its services run (the route takes the slot itself)."""
+    services = getattr(scope["app"].state, "services", None)
+    return None if services is None else services.in_flight.refusal()
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -242,7 +242,8 @@ def test_runs_past_max_in_flight_are_refused_at_once_and_publish_nothing(
 ) -> None:
     """A replica bounded to two runs, no processor yet (the slowest upstream): two calls are
     admitted and wait, four concurrent ones beyond the bound get 503 ``OVERLOADED`` with
-    ``Retry-After``; once a processor runs, the admitted two are answered and the slots free."""
+    ``Retry-After``, and so does one whose body is not even JSON (refused before its body is
+    read); once a processor runs, the admitted two are answered and the slots free."""
     tenants = make_tenants()
     config = write_api_config(tmp_path / "api.yaml", tenants, chat={"max_in_flight": 2})
     topics = load_topic_catalog(prefix=f"t{uuid.uuid4().hex[:10]}.")
@@ -263,6 +264,7 @@ def test_runs_past_max_in_flight_are_refused_at_once_and_publish_nothing(
             admitted = [pool.submit(chat, http, n) for n in range(2)]
             _wait_for_metric(http, "api_run_waiters", 2)
             refused = list(pool.map(lambda n: chat(http, n), range(2, 6)))
+            refused.append(http.post("/v1/chat/completions", content=b"{not json"))
             shed = _metric(http, "api_shed_total")
             stack.start_foundation()
             answered = [future.result() for future in admitted]
@@ -276,7 +278,7 @@ def test_runs_past_max_in_flight_are_refused_at_once_and_publish_nothing(
         error = response.json()["error"]
         assert (error["code"], error["retryable"]) == ("OVERLOADED", True)
         assert response.headers["x-should-retry"] == "true"
-    assert shed == 4
+    assert shed == 5
     assert [r.status_code for r in answered] == [200, 200], [r.text for r in answered]
     assert after.status_code == 200, after.text
     assert commands == 3, "only admitted calls published a command"
