@@ -9,13 +9,7 @@ from typing import Any
 
 from streams.envelope import Envelope, derived_id
 
-__all__ = ["RunRecord", "release_unlogged"]
-
-Commit = Callable[[list[Envelope]], Awaitable[None]]
-
-
-async def release_unlogged(outputs: list[Envelope]) -> None:
-    """A commit that logs nothing (a record that is only looked at, never sent)."""
+__all__ = ["RunRecord"]
 
 
 @dataclass
@@ -27,8 +21,8 @@ class RunRecord:
     their own (attempt and index) that no other event can take."""
 
     command: Envelope
-    commit: Commit = release_unlogged
-    release: Callable[[Envelope], None] | None = None  # sends a live (unlogged) event
+    commit: Callable[[list[Envelope]], Awaitable[None]]  # logs, then sends
+    release: Callable[[Envelope], None]  # sends a live (unlogged) event
     monotonic: Callable[[], float] = time.monotonic
     pending: list[Envelope] = field(default_factory=list)
     started_at: float = 0.0
@@ -42,8 +36,7 @@ class RunRecord:
 
     def emit_live(self, message_type: str, payload: dict[str, Any], slot: str) -> None:
         output = self.command.derive(message_type, payload)
-        if self.release is not None:
-            self.release(replace(output, message_id=derived_id(self.command.message_id, slot)))
+        self.release(replace(output, message_id=derived_id(self.command.message_id, slot)))
 
     async def checkpoint(self) -> None:
         """Log and send what was decided since the last checkpoint."""
