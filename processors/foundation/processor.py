@@ -9,11 +9,9 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from processors.foundation.calling import ReliableCaller
 from processors.foundation.live_config import LiveConfig
 from processors.foundation.pipeline import ChatPipeline
 from processors.foundation.provider_pool import ProviderPool
-from processors.foundation.router import LatencyTracker
 from processors.foundation.stores import connect
 from streams.envelope import Envelope
 from streams.runner import Processor
@@ -30,7 +28,6 @@ def build_pipeline(config_dir: Path | None = None, redis_url: str | None = None)
         LiveConfig(config_dir or Path(os.environ.get("FOUNDATION_CONFIG_DIR", _CONFIG_DIR))),
         stores,
         ProviderPool(),
-        ReliableCaller(stores.breakers, LatencyTracker()),
     )
 
 

@@ -8,11 +8,9 @@ from typing import Any
 
 import yaml
 
-from processors.foundation.calling import ReliableCaller
 from processors.foundation.live_config import LiveConfig
 from processors.foundation.pipeline import ChatPipeline
 from processors.foundation.provider_pool import ProviderPool
-from processors.foundation.router import LatencyTracker
 from processors.foundation.stores import Stores, connect
 from streams.envelope import Envelope
 
@@ -119,8 +117,7 @@ def harness(
         LiveConfig(config_dir, check_interval_s=0.0),
         stores,
         providers,
-        ReliableCaller(stores.breakers, LatencyTracker(), wall_clock=clock),
-        wall_clock=clock,
+        clock=clock,
     )
     return Harness(pipeline, stores, clock, providers)
 

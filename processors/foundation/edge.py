@@ -1,0 +1,261 @@
+"""Where a run's effects happen: the one place that touches the stores, the providers, the
+run log and the clock for the decision core. Shared-state failures become ``UNAVAILABLE``
+outcomes (the core decides what they mean) or, for writes nothing waits on, a warning."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from processors.foundation.decisions.effects import (
+    UNAVAILABLE,
+    AcquireBreaker,
+    CallProvider,
+    ChargeBudget,
+    Checkpoint,
+    Decisions,
+    Emit,
+    EmitLive,
+    FindCached,
+    FindSimilar,
+    NextDelta,
+    Now,
+    ObserveLatency,
+    OpenStream,
+    RecordBreaker,
+    ReleaseBudget,
+    ReserveBudget,
+    SettleBudget,
+    Sleep,
+    StoreAnswer,
+    StreamEnd,
+)
+from processors.foundation.providers import (
+    ChatDelta,
+    ChatResult,
+    FailureKind,
+    Provider,
+    ProviderError,
+)
+from processors.foundation.router import LatencyTracker
+from processors.foundation.stores import Stores, StoreUnavailable
+from streams.envelope import Envelope, derived_id
+
+__all__ = ["RunEdge"]
+
+log = logging.getLogger(__name__)
+_GRACE_S = 0.5  # a call is cut this long past its adapter's own timeout, whatever the adapter
+
+
+@dataclass
+class _OpenStream:
+    deltas: AsyncIterator[ChatDelta]
+    timeout_s: float
+    started: float  # the run's clock
+    cut_at: float  # loop time: the whole stream's hard bound
+    first: float | None = None  # the run's clock, at the first delta
+
+
+class RunEdge:
+    """Performs one run's effects. Decided events wait in ``pending`` until a ``Checkpoint``
+    hands them to ``commit`` (the run log, which logs then sends them); live events go to
+    ``release`` at once."""
+
+    def __init__(
+        self,
+        command: Envelope,
+        stores: Stores,
+        providers: Mapping[str, Provider],
+        latency: LatencyTracker,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        commit: Callable[[list[Envelope]], Awaitable[None]],
+        release: Callable[[Envelope], None],
+    ) -> None:
+        self._command = command
+        self._stores = stores
+        self._providers = providers
+        self._latency = latency
+        self._clock = clock
+        self._sleep = sleep
+        self._commit = commit
+        self._release = release
+        self._pending: list[Envelope] = []
+        self._stream: _OpenStream | None = None
+        self._instant: dict[type, Callable[[Any], Any]] = {
+            Now: lambda _: clock(),
+            Emit: self._emit,
+            EmitLive: self._emit_live,
+            ObserveLatency: lambda e: latency.observe(e.key, e.latency_ms),
+        }
+        self._awaited: dict[type, Callable[[Any], Awaitable[Any]]] = {
+            Checkpoint: self._checkpoint,
+            FindCached: self._find_cached,
+            FindSimilar: self._find_similar,
+            StoreAnswer: self._store_answer,
+            ReserveBudget: self._reserve,
+            SettleBudget: self._settle,
+            ChargeBudget: self._charge,
+            ReleaseBudget: self._release_budget,
+            AcquireBreaker: self._acquire_breaker,
+            RecordBreaker: self._record_breaker,
+            Sleep: lambda e: sleep(e.seconds),
+            CallProvider: self._call,
+            OpenStream: self._open_stream,
+            NextDelta: self._next_delta,
+        }
+
+    async def run(self, decisions: Decisions[None]) -> None:
+        """Answer ``decisions`` until they end. An exception here (the run log fenced this
+        writer, the task was cancelled) closes them and any open stream, and propagates."""
+        outcome: Any = None
+        try:
+            while True:
+                try:
+                    effect = decisions.send(outcome)
+                except StopIteration:
+                    return
+                instant = self._instant.get(type(effect))
+                if instant is not None:
+                    outcome = instant(effect)
+                else:
+                    outcome = await self._awaited[type(effect)](effect)
+        finally:
+            decisions.close()
+            await self._end_stream()
+
+    def _emit(self, effect: Emit) -> None:
+        self._pending.append(self._command.derive(effect.event_type, effect.payload))
+
+    def _emit_live(self, effect: EmitLive) -> None:
+        output = self._command.derive(effect.event_type, effect.payload)
+        self._release(replace(output, message_id=derived_id(self._command.message_id, effect.slot)))
+
+    async def _checkpoint(self, _: Checkpoint) -> None:
+        if self._pending:
+            decided, self._pending = self._pending, []
+            await self._commit(decided)
+
+    async def _find_cached(self, effect: FindCached) -> object:
+        try:
+            return await self._stores.cache.get(effect.key)
+        except StoreUnavailable:
+            return UNAVAILABLE
+
+    async def _find_similar(self, effect: FindSimilar) -> object:
+        try:
+            return await self._stores.semantic.nearest(
+                effect.scope, effect.vector, effect.threshold, effect.now
+            )
+        except StoreUnavailable:
+            return UNAVAILABLE
+
+    async def _store_answer(self, effect: StoreAnswer) -> None:
+        try:
+            if effect.exact_key is not None:
+                await self._stores.cache.put(effect.exact_key, effect.entry, effect.ttl_s)
+            if effect.semantic is not None:
+                scope, vector = effect.semantic
+                await self._stores.semantic.add(
+                    scope, vector, effect.entry, effect.ttl_s, effect.now
+                )
+        except StoreUnavailable:
+            log.warning("cache write skipped: store unavailable")
+
+    async def _reserve(self, effect: ReserveBudget) -> object:
+        try:
+            return await self._stores.budgets.reserve(
+                effect.tenant, effect.tokens, effect.cost_usd, effect.budget, effect.now
+            )
+        except StoreUnavailable:
+            return UNAVAILABLE
+
+    async def _settle(self, effect: SettleBudget) -> None:
+        try:
+            await self._stores.budgets.settle(effect.reservation, effect.tokens, effect.cost_usd)
+        except StoreUnavailable:
+            log.warning("budget settle lost: store unavailable (the estimate stays counted)")
+
+    async def _charge(self, effect: ChargeBudget) -> None:
+        try:
+            await self._stores.budgets.charge(
+                effect.tenant, effect.tokens, effect.cost_usd, effect.now
+            )
+        except StoreUnavailable:
+            log.warning("budget charge lost: store unavailable")
+
+    async def _release_budget(self, effect: ReleaseBudget) -> None:
+        try:
+            await self._stores.budgets.release(effect.reservation)
+        except StoreUnavailable:
+            log.warning("budget release lost: store unavailable")
+
+    async def _acquire_breaker(self, effect: AcquireBreaker) -> object:
+        try:
+            permit = await self._stores.breakers.acquire(effect.key, effect.settings, effect.now)
+        except StoreUnavailable:
+            return UNAVAILABLE
+        return permit.allowed
+
+    async def _record_breaker(self, effect: RecordBreaker) -> object:
+        try:
+            return await self._stores.breakers.record(
+                effect.key, effect.success, effect.settings, effect.now
+            )
+        except StoreUnavailable:
+            return UNAVAILABLE
+
+    async def _call(self, effect: CallProvider) -> ChatResult | ProviderError:
+        provider = self._providers[effect.provider]
+        try:
+            async with asyncio.timeout(effect.timeout_s + _GRACE_S):
+                return await provider.complete(effect.request, effect.timeout_s)
+        except ProviderError as error:
+            return error
+        except TimeoutError:
+            return _timed_out(effect.timeout_s)
+
+    async def _open_stream(self, effect: OpenStream) -> None:
+        await self._end_stream()
+        deltas = self._providers[effect.provider].stream(effect.request, effect.timeout_s)
+        cut_at = asyncio.get_running_loop().time() + effect.timeout_s + _GRACE_S
+        self._stream = _OpenStream(deltas, effect.timeout_s, self._clock(), cut_at)
+
+    async def _next_delta(self, _: NextDelta) -> ChatDelta | StreamEnd | ProviderError:
+        stream = self._stream
+        if stream is None:
+            raise RuntimeError("NextDelta without an open stream")
+        try:
+            async with asyncio.timeout_at(stream.cut_at):
+                delta = await anext(stream.deltas)
+        except StopAsyncIteration:
+            await self._end_stream()
+            now = self._clock()
+            first = stream.first
+            return StreamEnd(
+                int((now - stream.started) * 1000),
+                int((first - stream.started) * 1000) if first is not None else None,
+            )
+        except ProviderError as error:
+            await self._end_stream()
+            return error
+        except TimeoutError:
+            await self._end_stream()
+            return _timed_out(stream.timeout_s)
+        if stream.first is None:
+            stream.first = self._clock()
+        return delta
+
+    async def _end_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            aclose = getattr(stream.deltas, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+def _timed_out(timeout_s: float) -> ProviderError:
+    return ProviderError(FailureKind.TIMEOUT, f"no answer within {timeout_s:.1f}s")
