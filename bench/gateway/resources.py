@@ -45,12 +45,14 @@ def role_of(process: psutil.Process) -> str:
 def wait_until_quiet(
     roots: Callable[[], list[int]],
     timeout_s: float,
-    below_cores: float = 0.05,
-    window_s: float = 1.0,
+    below_cores: float = 0.2,
+    window_s: float = 2.0,
 ) -> bool:
     """Until the tree uses less than ``below_cores`` of a CPU over ``window_s``: a contender that
     answered its first request may still be starting workers (LiteLLM) or warming a JVM, and
-    that work must not be charged to the first load phase. False if it never settles."""
+    that work must not be charged to the first load phase. The bar sits above an idle KRaft
+    broker's own polling (about 0.1 core here), which never goes quieter. False if it never
+    settles."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         monitor = TreeMonitor(roots)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from processors.foundation.decisions.effects import (
     UNAVAILABLE,
@@ -52,11 +52,22 @@ _GRACE_S = 0.5  # a call is cut this long past its adapter's own timeout, whatev
 
 @dataclass
 class _OpenStream:
+    """A streaming call in progress. Its hard bound is one timer for the whole stream (a
+    timeout per delta would cost more than the delta): when it fires while the run waits for
+    a delta, the wait is cancelled; when it fires between deltas, the next wait ends at once."""
+
     deltas: AsyncIterator[ChatDelta]
     timeout_s: float
     started: float  # the run's clock
-    cut_at: float  # loop time: the whole stream's hard bound
     first: float | None = None  # the run's clock, at the first delta
+    waiting: asyncio.Task[Any] | None = None
+    expired: bool = False
+    watchdog: asyncio.TimerHandle | None = None
+
+    def expire(self) -> None:
+        self.expired = True
+        if self.waiting is not None:
+            self.waiting.cancel()
 
 
 class RunEdge:
@@ -85,28 +96,6 @@ class RunEdge:
         self._release = release
         self._pending: list[Envelope] = []
         self._stream: _OpenStream | None = None
-        self._instant: dict[type, Callable[[Any], Any]] = {
-            Now: lambda _: clock(),
-            Emit: self._emit,
-            EmitLive: self._emit_live,
-            ObserveLatency: lambda e: latency.observe(e.key, e.latency_ms),
-        }
-        self._awaited: dict[type, Callable[[Any], Awaitable[Any]]] = {
-            Checkpoint: self._checkpoint,
-            FindCached: self._find_cached,
-            FindSimilar: self._find_similar,
-            StoreAnswer: self._store_answer,
-            ReserveBudget: self._reserve,
-            SettleBudget: self._settle,
-            ChargeBudget: self._charge,
-            ReleaseBudget: self._release_budget,
-            AcquireBreaker: self._acquire_breaker,
-            RecordBreaker: self._record_breaker,
-            Sleep: lambda e: sleep(e.seconds),
-            CallProvider: self._call,
-            OpenStream: self._open_stream,
-            NextDelta: self._next_delta,
-        }
 
     async def run(self, decisions: Decisions[None]) -> None:
         """Answer ``decisions`` until they end. An exception here (the run log fenced this
@@ -118,21 +107,30 @@ class RunEdge:
                     effect = decisions.send(outcome)
                 except StopIteration:
                     return
-                instant = self._instant.get(type(effect))
+                instant = self._INSTANT.get(type(effect))
                 if instant is not None:
-                    outcome = instant(effect)
+                    outcome = instant(self, effect)
                 else:
-                    outcome = await self._awaited[type(effect)](effect)
+                    outcome = await self._AWAITED[type(effect)](self, effect)
         finally:
             decisions.close()
             await self._end_stream()
+
+    def _now(self, _: Now) -> float:
+        return self._clock()
+
+    def _observe_latency(self, effect: ObserveLatency) -> None:
+        self._latency.observe(effect.key, effect.latency_ms)
+
+    async def _sleep_for(self, effect: Sleep) -> None:
+        await self._sleep(effect.seconds)
 
     def _emit(self, effect: Emit) -> None:
         self._pending.append(self._command.derive(effect.event_type, effect.payload))
 
     def _emit_live(self, effect: EmitLive) -> None:
-        output = self._command.derive(effect.event_type, effect.payload)
-        self._release(replace(output, message_id=derived_id(self._command.message_id, effect.slot)))
+        named = derived_id(self._command.message_id, effect.slot)
+        self._release(self._command.derive(effect.event_type, effect.payload, named))
 
     async def _checkpoint(self, _: Checkpoint) -> None:
         if self._pending:
@@ -221,20 +219,23 @@ class RunEdge:
     async def _open_stream(self, effect: OpenStream) -> None:
         await self._end_stream()
         deltas = self._providers[effect.provider].stream(effect.request, effect.timeout_s)
-        cut_at = asyncio.get_running_loop().time() + effect.timeout_s + _GRACE_S
-        self._stream = _OpenStream(deltas, effect.timeout_s, self._clock(), cut_at)
+        stream = self._stream = _OpenStream(deltas, effect.timeout_s, self._clock())
+        loop = asyncio.get_running_loop()
+        stream.watchdog = loop.call_later(effect.timeout_s + _GRACE_S, stream.expire)
 
     async def _next_delta(self, _: NextDelta) -> ChatDelta | StreamEnd | ProviderError:
         stream = self._stream
         if stream is None:
             raise RuntimeError("NextDelta without an open stream")
+        if stream.expired:
+            await self._end_stream()
+            return _timed_out(stream.timeout_s)
+        task = stream.waiting = asyncio.current_task()
         try:
-            async with asyncio.timeout_at(stream.cut_at):
-                delta = await anext(stream.deltas)
+            delta = await anext(stream.deltas)
         except StopAsyncIteration:
             await self._end_stream()
-            now = self._clock()
-            first = stream.first
+            now, first = self._clock(), stream.first
             return StreamEnd(
                 int((now - stream.started) * 1000),
                 int((first - stream.started) * 1000) if first is not None else None,
@@ -242,19 +243,50 @@ class RunEdge:
         except ProviderError as error:
             await self._end_stream()
             return error
-        except TimeoutError:
+        except asyncio.CancelledError:
+            if not stream.expired or task is None or task.uncancel() > 0:
+                raise  # not (only) the watchdog: the run itself is cancelled
             await self._end_stream()
             return _timed_out(stream.timeout_s)
+        finally:
+            stream.waiting = None
         if stream.first is None:
             stream.first = self._clock()
         return delta
 
     async def _end_stream(self) -> None:
         stream, self._stream = self._stream, None
-        if stream is not None:
-            aclose = getattr(stream.deltas, "aclose", None)
-            if aclose is not None:
-                await aclose()
+        if stream is None:
+            return
+        if stream.watchdog is not None:
+            stream.watchdog.cancel()
+        aclose = getattr(stream.deltas, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    # effect type -> the method that performs it (instant ones need no await)
+    _INSTANT: ClassVar[dict[type, Callable[[Any, Any], Any]]] = {
+        Now: _now,
+        Emit: _emit,
+        EmitLive: _emit_live,
+        ObserveLatency: _observe_latency,
+    }
+    _AWAITED: ClassVar[dict[type, Callable[[Any, Any], Awaitable[Any]]]] = {
+        Checkpoint: _checkpoint,
+        FindCached: _find_cached,
+        FindSimilar: _find_similar,
+        StoreAnswer: _store_answer,
+        ReserveBudget: _reserve,
+        SettleBudget: _settle,
+        ChargeBudget: _charge,
+        ReleaseBudget: _release_budget,
+        AcquireBreaker: _acquire_breaker,
+        RecordBreaker: _record_breaker,
+        Sleep: _sleep_for,
+        CallProvider: _call,
+        OpenStream: _open_stream,
+        NextDelta: _next_delta,
+    }
 
 
 def _timed_out(timeout_s: float) -> ProviderError:

@@ -14,7 +14,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import TypeVar
 
 from processors.foundation.stores import ResultStore, StoreUnavailable
@@ -108,12 +107,13 @@ class RunJournal:
 
     def _named(self, output: Envelope, position: int) -> Envelope:
         slot: int | str = "terminal" if output.message_type in self._terminal_types else position
-        return replace(output, message_id=derived_id(self._command.message_id, slot))
+        named = derived_id(self._command.message_id, slot)
+        return self._command.derive(output.message_type, output.payload, named)
 
     def _adopt(self, entries: list[bytes]) -> list[Envelope]:
         self._history = list(entries)
         outputs = [
-            replace(self._command.derive(item["type"], item["payload"]), message_id=str(item["id"]))
+            self._command.derive(item["type"], item["payload"], str(item["id"]))
             for entry in entries
             for item in json.loads(entry)
         ]

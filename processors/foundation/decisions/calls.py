@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Any
 
 from processors.foundation.config import BreakerSettings, GuardrailPolicy, Route, RouteTarget
 from processors.foundation.decisions.effects import (
@@ -34,7 +35,6 @@ from processors.foundation.decisions.payloads import (
 )
 from processors.foundation.guardrails import StreamGuard
 from processors.foundation.providers import (
-    ChatDelta,
     ChatRequest,
     ChatResult,
     FailureKind,
@@ -182,7 +182,8 @@ def _streamed(
     the last). A failed attempt never releases its rest; what it did release stays."""
     yield OpenStream(target.provider, request, timeout_s)
     text: list[str] = []
-    last = ChatDelta()
+    tool_calls: list[dict[str, Any]] | None = None
+    finish_reason: str | None = None
     usage: Usage | None = None
     index = 0
     while True:
@@ -192,31 +193,37 @@ def _streamed(
         if isinstance(piece, StreamEnd):
             end = piece
             break
-        text.append(piece.text or "")
-        last = replace(
-            last,
-            tool_calls=piece.tool_calls or last.tool_calls,
-            finish_reason=piece.finish_reason or last.finish_reason,
-        )
+        raw = piece.text or ""
+        text.append(raw)
+        tool_calls = piece.tool_calls or tool_calls
+        finish_reason = piece.finish_reason or finish_reason
         usage = piece.usage or usage
-        released = replace(piece, text=guard.push(piece.text or ""))
-        yield from _send_delta(index, released, target, attempt)
+        released = guard.push(raw)
+        if released or piece.tool_calls:
+            yield _delta_event(index, released, piece.tool_calls, target, attempt)
         index += 1
-    yield from _send_delta(index, ChatDelta(text=guard.finish()), target, attempt)
+    rest = guard.finish()
+    if rest:
+        yield _delta_event(index, rest, None, target, attempt)
     return ChatResult(
         text="".join(text) or None,
-        tool_calls=last.tool_calls,
-        finish_reason=last.finish_reason,
+        tool_calls=tool_calls,
+        finish_reason=finish_reason,
         usage=usage or Usage(0, 0, reported_by_provider=False),
         latency_ms=end.latency_ms,
         time_to_first_token_ms=end.time_to_first_token_ms,
     )
 
 
-def _send_delta(index: int, delta: ChatDelta, target: RouteTarget, attempt: int) -> Decisions[None]:
-    if delta.text or delta.tool_calls:
-        payload = delta_generated(index, delta, target, attempt)
-        yield EmitLive("llm.delta.generated", payload, f"delta/{attempt}/{index}")
+def _delta_event(
+    index: int,
+    text: str,
+    tool_calls: list[dict[str, Any]] | None,
+    target: RouteTarget,
+    attempt: int,
+) -> EmitLive:
+    payload = delta_generated(index, text, tool_calls, target, attempt)
+    return EmitLive("llm.delta.generated", payload, f"delta/{attempt}/{index}")
 
 
 def _record(

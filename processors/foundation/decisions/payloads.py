@@ -7,7 +7,7 @@ from typing import Any
 
 from processors.foundation.config import Route, RouteTarget
 from processors.foundation.guardrails import Violation
-from processors.foundation.providers import ChatDelta, ChatResult, ProviderError, Usage
+from processors.foundation.providers import ChatResult, ProviderError, Usage
 from processors.foundation.router import Candidate, target_key
 from processors.foundation.stores import Transition
 from streams.errors import PlatformError
@@ -169,12 +169,16 @@ def attempt_failed(
 
 
 def delta_generated(
-    index: int, delta: ChatDelta, target: RouteTarget, attempt: int
+    index: int,
+    text: str,
+    tool_calls: list[dict[str, Any]] | None,
+    target: RouteTarget,
+    attempt: int,
 ) -> dict[str, Any]:
     return {
         "index": index,
-        "text": delta.text or None,
-        "tool_calls_json": json.dumps(delta.tool_calls) if delta.tool_calls else None,
+        "text": text or None,
+        "tool_calls_json": json.dumps(tool_calls) if tool_calls else None,
         "provider": target.provider,
         "model": target.model,
         "attempt": attempt,

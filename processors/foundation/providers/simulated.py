@@ -9,7 +9,6 @@ Latency is really awaited (``asyncio.sleep``): that is what is being simulated."
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import json
 import math
@@ -152,5 +151,7 @@ def _latency_ms(model: LatencyModel, chance: random.Random) -> float:
 
 
 def _digest(request: ChatRequest) -> str:
-    canonical = json.dumps(dataclasses.asdict(request), sort_keys=True, default=str)
+    """The request's fields as ``dataclasses.asdict`` gives them, at a fraction of its cost."""
+    fields = {**vars(request), "messages": [vars(m) for m in request.messages]}
+    canonical = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
