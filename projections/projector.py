@@ -1,14 +1,16 @@
 """The live projector: every ``events.*`` topic into ClickHouse, in batches, each event once.
 
 One cycle, in the consumer's thread: collect messages by size and time, cut them per partition,
-decode (poison -> the topic's DLQ), wait for the previous cycle's inserts, flush dead letters,
-commit the previous batches' end offsets together with the new batches' ranges as intents,
-then hand the new batches to the writer thread (so decoding overlaps the insert).
+decode (poison -> the topic's DLQ), group the batches into one insert, wait for the previous
+cycle's insert, flush dead letters, commit the previous batches' end offsets together with the
+new batches' ranges as intents, then hand the new group to the writer thread (so decoding
+overlaps the insert).
 
 * An offset is committed only after its batch's insert returned (rows written as parts).
-* A batch's range is committed as an intent before its insert starts; a crash leaves the intent,
-  and whoever owns the partition next rebuilds exactly that range first (``pending.py``), so the
-  retried insert dedups against the interrupted one (``writer.py``).
+* A batch's range (and its group's) is committed as an intent before its insert starts; a crash
+  leaves the intent, and whoever owns the partition next rebuilds exactly that range and group
+  first (``pending.py``), so the retried insert dedups against the interrupted one
+  (``writer.py``).
 * SIGTERM: stop collecting, let the in-flight insert finish (retrying up to ``drain_timeout_s``
   if the store is down), commit, return."""
 
@@ -24,8 +26,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from projections.batch import PartitionBatch, collect, decode_batch
-from projections.pending import PendingMessages, intent_end, intent_metadata
+from projections.batch import InsertGroup, PartitionBatch, collect, decode_batch
+from projections.pending import PendingMessages, intent_metadata, read_intent
 from projections.settings import ProjectionSettings
 from projections.store import ProjectionStore
 from projections.writer import EventWriter, WriteInterrupted
@@ -89,7 +91,7 @@ class Projector:
         self._give_up: threading.Timer | None = None
         self._writer = EventWriter(store, f"{settings.database}.events", self._abandon, live=True)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="insert")
-        self._in_flight: tuple[list[PartitionBatch], Future[None]] | None = None
+        self._in_flight: tuple[list[InsertGroup], Future[None]] | None = None
         self._pending: PendingMessages[Message] = PendingMessages()
         self._unchecked: list[TopicPartition] = []  # assigned, intents not read yet
         self._write_lock = threading.Lock()
@@ -137,28 +139,47 @@ class Projector:
 
     # --- one cycle ---------------------------------------------------------------------------
 
-    def _cut(self) -> list[PartitionBatch]:
-        return [decode_batch(run, self._serde, self._dead_letter) for run in self._pending.take()]
+    def _cut(self) -> list[InsertGroup]:
+        """The cycle's batches as insert groups: the fresh ones together, each interrupted
+        group rebuilt from its members as before."""
+        fresh: list[PartitionBatch] = []
+        resumed: dict[str, list[PartitionBatch]] = {}
+        for ready in self._pending.take():
+            batch = decode_batch(ready.messages, self._serde, self._dead_letter)
+            if ready.group is None:
+                fresh.append(batch)
+            else:
+                resumed.setdefault(ready.group, []).append(batch)
+        return [*map(InsertGroup.of, resumed.values()), *InsertGroup.split(fresh)]
 
-    def _advance(self, batches: list[PartitionBatch]) -> None:
-        """Commit what the previous cycle made durable, with the new batches' intents; then
-        start inserting the new batches."""
-        offsets = {b.key: TopicPartition(b.topic, b.partition, b.end) for b in self._finish()}
-        for batch in batches:
-            offsets[batch.key] = TopicPartition(
-                batch.topic, batch.partition, batch.start, metadata=intent_metadata(batch.end)
-            )
+    def _advance(self, groups: list[InsertGroup]) -> None:
+        """Commit what the previous cycle made durable, with the new groups' intents; then
+        start inserting the new groups."""
+        offsets = {
+            b.key: TopicPartition(b.topic, b.partition, b.end)
+            for group in self._finish()
+            for b in group.batches
+        }
+        for group in groups:
+            for batch in group.batches:
+                offsets[batch.key] = TopicPartition(
+                    batch.topic,
+                    batch.partition,
+                    batch.start,
+                    metadata=intent_metadata(batch.end, group.ranges),
+                )
         self._commit(list(offsets.values()))
-        if batches:
-            self._in_flight = (batches, self._pool.submit(self._write, batches))
+        if groups:
+            self._in_flight = (groups, self._pool.submit(self._write, groups))
 
-    def _write(self, batches: list[PartitionBatch]) -> None:
+    def _write(self, groups: list[InsertGroup]) -> None:
         with self._write_lock:
-            self._writer.write(batches)
-            for batch in batches:
-                self._inserted[batch.key] = batch.end
+            self._writer.write(groups)
+            for group in groups:
+                for batch in group.batches:
+                    self._inserted[batch.key] = batch.end
 
-    def _finish(self) -> list[PartitionBatch]:
+    def _finish(self) -> list[InsertGroup]:
         """Wait for the in-flight inserts; raises if they failed (nothing gets committed).
 
         While the store is down this waits, retrying, for as long as it takes; once stopping
@@ -166,7 +187,7 @@ class Projector:
         redelivered, and its intent makes the retry exact)."""
         if self._in_flight is None:
             return []
-        batches, future = self._in_flight
+        groups, future = self._in_flight
         self._in_flight = None
         while True:
             try:
@@ -177,7 +198,7 @@ class Projector:
                     self._give_up = threading.Timer(self._drain_timeout_s, self._abandon.set)
                     self._give_up.start()
         self._dead_letters.flush()  # dead letters of these batches are durable before commit
-        return batches
+        return groups
 
     def _commit(self, offsets: list[TopicPartition]) -> None:
         if not offsets:
@@ -219,12 +240,13 @@ class Projector:
             return
         partitions, self._unchecked = self._unchecked, []
         for tp in self._consumer.committed(partitions, timeout=30):
-            end = intent_end(tp.metadata)
-            if end is not None:
+            intent = read_intent(tp.metadata)
+            if intent is not None:
                 log.warning(
-                    "resuming an interrupted batch", extra={"topic": tp.topic, "offset": end}
+                    "resuming an interrupted batch",
+                    extra={"topic": tp.topic, "offset": intent.end, "group": intent.group},
                 )
-                self._pending.pin((tp.topic, tp.partition), end)
+                self._pending.pin((tp.topic, tp.partition), intent)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._unchecked.extend(partitions)

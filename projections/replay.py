@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import Message
 
-from projections.batch import PartitionBatch, decode_batch
+from projections.batch import InsertGroup, PartitionBatch, decode_batch
 from projections.log_reader import LogReader
 from projections.shadow import SHADOW_SUFFIX, SOURCE, Shadows
 from projections.store import ProjectionStore
@@ -144,7 +144,7 @@ class Replay:
                 batches = self._decode(reader.read(self._batch_size, 0.5))
                 if in_flight is not None:
                     inserted += in_flight.result()
-                in_flight = pool.submit(writer.write, batches)
+                in_flight = pool.submit(writer.write, InsertGroup.split(batches))
                 if time.monotonic() - last_report >= self._progress_every_s:
                     last_report = time.monotonic()
                     progress(f"replay: {_summary(reader.done_count, reader.total, started)}")

@@ -1,11 +1,11 @@
-"""Inserts partition batches into an events table so that each ``event_id`` lands once.
+"""Inserts groups of partition batches into an events table so that each ``event_id`` lands
+once.
 
-One duplicate check serves all the batches of a cycle (a chDB query costs tens of milliseconds
-of CPU whatever its size, so one per partition per cycle was most of the projector's work at
-low rates). Per batch: drop the ids the table already holds for the batch's runs (a run's
-duplicates always arrive on its one partition, in order, so its earlier copies are already
-inserted), ignoring
-rows this very batch wrote in an earlier attempt (``batch_id``); then insert with the batch's
+A chDB query costs tens of milliseconds of CPU whatever its size, so a cycle makes one
+duplicate check for all its groups and one insert per group (``InsertGroup``). Per group: drop
+the ids the table already holds for the group's runs (a run's duplicates always arrive on its
+one partition, in order, so its earlier copies are already inserted), ignoring rows this very
+group wrote in an earlier attempt (``batch_id``, the group's id); then insert with the group's
 deduplication token. Every attempt computes the same rows and token, so a retry after a failed
 or half-applied insert (events written, a materialized view not) completes exactly what is
 missing: ClickHouse skips the blocks, per table and per view, that it already has."""
@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 
-from projections.batch import PartitionBatch
+from projections.batch import InsertGroup, PartitionBatch
 from projections.metrics import (
     BATCH_SECONDS,
     DUPLICATES_DROPPED,
@@ -59,55 +59,60 @@ class EventWriter:
         self._live = live
         self._max_backoff_s = max_backoff_s
 
-    def write(self, batches: list[PartitionBatch]) -> int:
+    def write(self, groups: list[InsertGroup]) -> int:
         """Returns the number of rows sent (duplicates excluded; a retry after a half-applied
         attempt sends, and counts, the same rows again: ClickHouse keeps what it has)."""
-        if not batches:
+        if not groups:
             return 0
         started = time.monotonic()
         delay = 0.1
         while True:
             try:
-                inserted = self._write_once(batches)
+                inserted = self._write_once(groups)
                 break
             except StoreError as exc:
                 INSERT_FAILURES.labels(self._label).inc()
                 log.warning("insert into %s failed, retrying in %.1fs: %s", self._table, delay, exc)
                 if self._stopping.wait(delay):
-                    tokens = ", ".join(batch.token for batch in batches)
+                    tokens = ", ".join(group.token for group in groups)
                     raise WriteInterrupted(f"{tokens} not written") from exc
                 delay = min(delay * 2, self._max_backoff_s)
         BATCH_SECONDS.labels(self._label).observe(time.monotonic() - started)
         total = sum(inserted.values())
         ROWS_INSERTED.labels(self._label).inc(total)
         DUPLICATES_DROPPED.labels(self._label).inc(
-            sum(batch.messages - batch.poison for batch in batches) - total
+            sum(b.messages - b.poison for group in groups for b in group.batches) - total
         )
         if self._live:
-            for batch in batches:
-                if inserted[batch.batch_id]:
-                    self._observe_lag(batch)
+            for group in groups:
+                if inserted[group.group_id]:
+                    for batch in group.batches:
+                        self._observe_lag(batch)
         return total
 
-    def _write_once(self, batches: list[PartitionBatch]) -> dict[int, int]:
-        holders = self._holders(batches)
+    def _write_once(self, groups: list[InsertGroup]) -> dict[int, int]:
+        holders = self._holders([b for group in groups for b in group.batches])
         inserted = {}
-        for batch in batches:
+        for group in groups:
+            own = {group.group_id}
             fresh = [
-                row for row in batch.rows if not holders.get(row.event_id, set()) - {batch.batch_id}
+                row
+                for batch in group.batches
+                for row in batch.rows
+                if not holders.get(row.event_id, set()) - own
             ]
-            inserted[batch.batch_id] = len(fresh)
+            inserted[group.group_id] = len(fresh)
             if not fresh:
                 continue
-            suffix = f',"batch_id":{batch.batch_id}}}'
+            suffix = f',"batch_id":{group.group_id}}}'
             lines = "\n".join(row.line[:-1] + suffix for row in fresh)
             self._store.insert(
-                self._table, lines, {**INSERT_SETTINGS, "insert_deduplication_token": batch.token}
+                self._table, lines, {**INSERT_SETTINGS, "insert_deduplication_token": group.token}
             )
         return inserted
 
     def _holders(self, batches: list[PartitionBatch]) -> dict[str, set[int]]:
-        """The batches already holding each event id of these batches' runs."""
+        """The inserts (``batch_id``) already holding each event id of these batches' runs."""
         runs = sorted({(row.tenant_id, row.correlation_id) for b in batches for row in b.rows})
         holders: dict[str, set[int]] = {}
         for first in range(0, len(runs), _RUNS_PER_QUERY):

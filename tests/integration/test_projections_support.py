@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from projections import ProjectionSettings, ProjectionStore, Projector, SqlReader, checksum
-from projections.batch import EventRow, PartitionBatch
+from projections.batch import EventRow, InsertGroup, PartitionBatch
 from projections.migrator import migrate
 from projections.projector import event_topics
 from projections.store import open_store
@@ -219,7 +219,8 @@ def write(
 ) -> None:
     writer = EventWriter(db.store, f"{db.database}.events", threading.Event(), live=False)
     for offset in range(0, len(events), batch_size):
-        writer.write([batch_of(events[offset : offset + batch_size], first_offset + offset)])
+        batch = batch_of(events[offset : offset + batch_size], first_offset + offset)
+        writer.write([InsertGroup.of([batch])])
 
 
 def assert_projected_exactly(reader: SqlReader, events: Sequence[Envelope]) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from bench.projector_workload import mixed_events
 from projections import MigrationError, table_digests
+from projections.batch import InsertGroup
 from projections.migrator import load_migrations, migrate
 from projections.rows import INSERT_SETTINGS
 from projections.writer import EventWriter
@@ -130,20 +131,22 @@ def test_retry_after_a_half_applied_insert_completes_only_what_is_missing(tmp_pa
         writer = EventWriter(db.store, f"{db.database}.events", threading.Event(), live=False)
         batch = batch_of(events, 0)
         db.store.command(f"DETACH TABLE {db.database}.runs_mv")
-        writer.write([batch])
+        writer.write([InsertGroup.of([batch])])
         db.store.command(f"ATTACH TABLE {db.database}.runs_mv")
         assert db.count() == len(batch.rows)
         assert rows(db, "SELECT count() AS n FROM runs") == [{"n": 0}]
 
-        assert writer.write([batch]) == len(batch.rows)  # the same rows and token again
+        # the same rows and token again
+        assert writer.write([InsertGroup.of([batch])]) == len(batch.rows)
         assert table_digests(db.reader, db.database) == table_digests(clean.reader, clean.database)
-        assert writer.write([batch_of(events, 5000)]) == 0  # a later redelivery: all duplicates
+        later = InsertGroup.of([batch_of(events, 5000)])
+        assert writer.write([later]) == 0  # a later redelivery: all duplicates
 
 
-def test_one_write_of_a_cycles_batches_lands_each_event_once(tmp_path: Path) -> None:
-    """A cycle's batches (one per partition) share one duplicate check. Interrupted after the
-    second partition's insert, the cycle's retry completes the first and doubles nothing; a
-    later redelivery of both is all duplicates."""
+def test_a_cycles_batches_go_in_one_insert_that_a_retry_completes_exactly(tmp_path: Path) -> None:
+    """A cycle's batches (one per partition) are one insert. Half-applied (the runs view
+    missed it), the same group again fills only what is missing; a later redelivery is all
+    duplicates, grouped as before or each partition on its own (a rebalance split them)."""
     events = mixed_events(2000, START, seed=7)
     by_partition: list[list[Envelope]] = [[], []]
     for event in events:
@@ -153,8 +156,13 @@ def test_one_write_of_a_cycles_batches_lands_each_event_once(tmp_path: Path) -> 
         write(clean, events, batch_size=len(events))
         writer = EventWriter(db.store, f"{db.database}.events", threading.Event(), live=False)
         first, second = (batch_of(part, 0, partition=p) for p, part in enumerate(by_partition))
-        writer.write([second])  # the interrupted cycle got this far
-        assert writer.write([first, second]) == len(first.rows) + len(second.rows)
+        cycle = InsertGroup.of([second, first])
+        assert cycle == InsertGroup.of([first, second])  # members in partition order
+        db.store.command(f"DETACH TABLE {db.database}.runs_mv")
+        writer.write([cycle])
+        db.store.command(f"ATTACH TABLE {db.database}.runs_mv")
+        assert writer.write([cycle]) == len(first.rows) + len(second.rows)
         assert table_digests(db.reader, db.database) == table_digests(clean.reader, clean.database)
         later = [batch_of(part, 5000, partition=p) for p, part in enumerate(by_partition)]
-        assert writer.write(later) == 0
+        assert writer.write([InsertGroup.of(later)]) == 0
+        assert writer.write([InsertGroup.of([b]) for b in later]) == 0

@@ -3,7 +3,7 @@ exactly the range an interrupted insert covered."""
 
 from dataclasses import dataclass
 
-from projections.pending import PendingMessages, intent_end, intent_metadata
+from projections.pending import Intent, PendingMessages, Ready, intent_metadata, read_intent
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,8 @@ def messages(partition: int, offsets: range) -> list[Message]:
     return [Message("events", partition, offset) for offset in offsets]
 
 
-def offsets(batch: list[Message]) -> list[int]:
-    return [m.offset() for m in batch]
+def offsets(ready: Ready[Message]) -> list[int]:
+    return [m.offset() for m in ready.messages]
 
 
 def test_without_intents_every_partition_releases_what_it_has() -> None:
@@ -39,7 +39,7 @@ def test_without_intents_every_partition_releases_what_it_has() -> None:
 
 def test_a_pinned_partition_waits_for_its_whole_range_then_releases_exactly_it() -> None:
     pending: PendingMessages[Message] = PendingMessages()
-    pending.pin(("events", 0), end=5)
+    pending.pin(("events", 0), Intent(5, None))
     pending.add(messages(0, range(0, 3)) + messages(1, range(7, 8)))
     assert list(map(offsets, pending.take())) == [[7]]  # partition 1 is not held back
     pending.add(messages(0, range(3, 8)))
@@ -49,7 +49,7 @@ def test_a_pinned_partition_waits_for_its_whole_range_then_releases_exactly_it()
 
 def test_a_range_whose_last_messages_are_gone_is_released_when_a_later_one_arrives() -> None:
     pending: PendingMessages[Message] = PendingMessages()
-    pending.pin(("events", 0), end=5)
+    pending.pin(("events", 0), Intent(5, None))
     pending.add(messages(0, range(0, 3)) + messages(0, range(9, 10)))
     assert list(map(offsets, pending.take())) == [[0, 1, 2]]
     assert list(map(offsets, pending.take())) == [[9]]
@@ -57,7 +57,7 @@ def test_a_range_whose_last_messages_are_gone_is_released_when_a_later_one_arriv
 
 def test_revoked_partitions_are_forgotten() -> None:
     pending: PendingMessages[Message] = PendingMessages()
-    pending.pin(("events", 0), end=5)
+    pending.pin(("events", 0), Intent(5, None))
     pending.add(messages(0, range(2)) + messages(1, range(2)))
     pending.forget([("events", 0), ("events", 1)])
     pending.add(messages(0, range(2, 4)))
@@ -65,7 +65,25 @@ def test_revoked_partitions_are_forgotten() -> None:
 
 
 def test_intent_metadata_round_trips_and_ignores_foreign_metadata() -> None:
-    assert intent_end(intent_metadata(1234)) == 1234
-    assert intent_end("") is None
-    assert intent_end(None) is None
-    assert intent_end("written by another tool") is None
+    group = "events:0:1000-1234,events:3:80-90"
+    assert read_intent(intent_metadata(1234, group)) == Intent(1234, group)
+    assert read_intent("projector-batch-end=1234") == Intent(1234, None)  # before groups
+    assert read_intent("") is None
+    assert read_intent(None) is None
+    assert read_intent("written by another tool") is None
+
+
+def test_pinned_members_of_one_group_are_released_together() -> None:
+    pending: PendingMessages[Message] = PendingMessages()
+    group = "events:0:0-5,events:1:0-3"
+    pending.pin(("events", 0), Intent(5, group))
+    pending.pin(("events", 1), Intent(3, group))
+    pending.add(messages(0, range(0, 6)) + messages(1, range(0, 2)) + messages(2, range(4)))
+    assert [offsets(r) for r in pending.take()] == [[0, 1, 2, 3]]  # partition 2 is free
+    pending.add(messages(1, range(2, 4)))
+    released = pending.take()
+    assert [(offsets(r), r.group) for r in released] == [
+        ([0, 1, 2, 3, 4], group),
+        ([0, 1, 2], group),
+    ]
+    assert [offsets(r) for r in pending.take()] == [[5], [3]]
