@@ -163,16 +163,19 @@ def test_a_store_outage_is_waited_out_and_nothing_is_lost_or_doubled(
 def test_an_insert_interrupted_half_way_is_completed_exactly_after_restart(
     bootstrap: str, topics: TopicCatalog, tmp_path: Path
 ) -> None:
-    """The first insert reaches events and metrics but not runs, then the store is gone and the
-    projector stops without committing. The next projector finds the batches' intents, rebuilds
-    the same ranges and retries the same inserts: runs gets its rows, nothing doubles."""
+    """The first insert (one group of several partitions' batches) reaches events and metrics
+    but not runs, then the store is gone and the projector stops without committing. The next
+    projector finds the batches' intents, rebuilds the same ranges as the same group and retries
+    the same insert: runs gets its rows, nothing doubles."""
     events = mixed_events(6000, START, seed=14)
     produce(bootstrap, events_topic(topics), encode(events))
     group = f"p-{uuid.uuid4().hex[:8]}"
     with projection_db(tmp_path) as db:
         flaky = FlakyStore(db.store)
         flaky.half_apply_once = True
-        with running_projector(db, bootstrap, topics, group, store=flaky, drain_timeout_s=0.2):
+        with running_projector(
+            db, bootstrap, topics, group, store=flaky, batch_size=2000, drain_timeout_s=0.2
+        ):
             wait_until(lambda: flaky.down, 30, "the half-applied insert")
         half = db.count()
         assert 0 < half < len(events)

@@ -122,6 +122,7 @@ def running_projector(
     topics: TopicCatalog,
     group: str | None = None,
     store: Any = None,
+    batch_size: int = ProjectionSettings.model_fields["batch_size"].default,
     **options: Any,
 ) -> Iterator[Projector]:
     """A projector in a thread; stopped (finish, commit) and joined on exit."""
@@ -130,6 +131,7 @@ def running_projector(
         database=db.database,
         group_id=group or f"p-{uuid.uuid4().hex[:8]}",
         batch_wait_ms=100,
+        batch_size=batch_size,
     )
     projector = Projector(store or db.store, serde(), topics, bootstrap, settings, **options)
     failure: list[BaseException] = []
