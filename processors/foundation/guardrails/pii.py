@@ -338,6 +338,22 @@ _DETECTORS: dict[PiiEntity, _Detector] = {
     "phone": _phones,
 }
 _PRIORITY = {entity: rank for rank, entity in enumerate(_DETECTORS)}
+# The fewest digits (``\d``, as the patterns read them) a finding of each entity holds: a text
+# with fewer cannot hold one, and most prompts skip most detectors on one count.
+_MIN_DIGITS: dict[PiiEntity, int] = {
+    "credit_card": 13,
+    "us_ssn": 9,
+    "phone": 8,
+    "iban": 2,
+    "ip_address": 1,
+}
+_DIGIT = re.compile(r"\d")
+
+
+def _may_hold(entity: PiiEntity, text: str, digits: int) -> bool:
+    if digits < _MIN_DIGITS.get(entity, 0):
+        return False
+    return entity != "email" or "@" in text
 
 
 def find_pii(text: str, entities: Iterable[PiiEntity]) -> list[PiiFinding]:
@@ -345,10 +361,11 @@ def find_pii(text: str, entities: Iterable[PiiEntity]) -> list[PiiFinding]:
     candidates overlap, the longer wins (then the more specific entity, in ``_DETECTORS``
     order), so a card number is not also reported as a phone number."""
     wanted = set(entities)
+    digits = len(_DIGIT.findall(text))
     candidates = [
         PiiFinding(entity, start, end)
         for entity, detect in _DETECTORS.items()
-        if entity in wanted
+        if entity in wanted and _may_hold(entity, text, digits)
         for start, end in detect(text)
         if end > start
     ]
