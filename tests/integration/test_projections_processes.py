@@ -45,7 +45,9 @@ def test_kill_9_mid_stream_then_restart_projects_every_event_once(
     def count() -> int:
         return scalar(endpoint, "SELECT count() FROM events") if endpoint.ping() else 0
 
-    first = start_projector_process(bootstrap, topics, data, port, group, tmp_path / "1.log")
+    first = start_projector_process(  # small cycles: killed after the first of several
+        bootstrap, topics, data, port, group, tmp_path / "1.log", batch_size=5000
+    )
     try:
         wait_until(lambda: count() > 0, 60, "the first inserted batch")
         first.kill()  # SIGKILL: no drain, no commit

@@ -155,7 +155,13 @@ def running_projector(
 
 
 def start_projector_process(
-    bootstrap: str, topics: TopicCatalog, data_dir: Path, port: int, group: str, log: Path
+    bootstrap: str,
+    topics: TopicCatalog,
+    data_dir: Path,
+    port: int,
+    group: str,
+    log: Path,
+    batch_size: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """``python -m projections run`` as ``./dev up`` runs it."""
     prefix = topics.topics[0].name.removesuffix("commands.llm")
@@ -168,6 +174,8 @@ def start_projector_process(
         "PROJECTIONS_GROUP_ID": group,
         "PROJECTIONS_BATCH_WAIT_MS": "100",
     }
+    if batch_size is not None:
+        env["PROJECTIONS_BATCH_SIZE"] = str(batch_size)
     env.pop("CLICKHOUSE_URL", None)
     with open(log, "ab") as out:
         fast_rebalance = [
