@@ -10,7 +10,7 @@ import binascii
 import codecs
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 __all__ = ["InjectionVerdict", "score_injection"]
@@ -35,6 +35,26 @@ class _Signal:
 
 def _signal(name: str, weight: float, *alternatives: str) -> _Signal:
     return _Signal(name, weight, re.compile("|".join(alternatives)))
+
+
+@dataclass(frozen=True)
+class _Signals:
+    """Signals matched together, with one pattern matching where any of them does: most texts
+    hold none, and one scan of the union is far cheaper than one scan per signal. Patterns with
+    global flags (``(?m)``) cannot be joined; a set holding one has no union."""
+
+    signals: tuple[_Signal, ...]
+    any: re.Pattern[str] | None
+
+    @classmethod
+    def of(cls, signals: Iterable[_Signal]) -> _Signals:
+        chosen = tuple(signals)
+        if any(s.pattern.flags != _PLAIN_FLAGS for s in chosen):
+            return cls(chosen, None)
+        return cls(chosen, re.compile("|".join(f"(?:{s.pattern.pattern})" for s in chosen)))
+
+
+_PLAIN_FLAGS = re.compile("").flags
 
 
 _VERBS = r"(?:ignore|disregard|forget|override|bypass|discard|drop|skip|abandon|set aside|do not follow|don't follow|stop following|no longer follow)"  # noqa: E501
@@ -211,6 +231,9 @@ _HIDDEN_PHRASE_WEIGHT = 0.8
 _INVISIBLE_WEIGHT = 0.35
 _HOMOGLYPH_WEIGHT = 0.4
 _DECODED_MIN_WEIGHT = 0.6  # phrases strong enough to count when found inside a payload
+_ALL_PHRASES = _Signals.of(_PHRASES)
+_STRONG_PHRASES = _Signals.of(s for s in _PHRASES if s.weight >= _DECODED_MIN_WEIGHT)
+_ALL_STRUCTURE = _Signals.of(_STRUCTURE)
 
 _ZERO_WIDTH = frozenset(
     "\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff"
@@ -262,8 +285,10 @@ def _normalise(text: str) -> _Normalised:
     return _Normalised("".join(out), tuple(origin))
 
 
-def _hits(text: str, signals: tuple[_Signal, ...]) -> Iterator[tuple[_Signal, int, int]]:
-    for signal in signals:
+def _hits(text: str, signals: _Signals) -> Iterator[tuple[_Signal, int, int]]:
+    if signals.any is not None and signals.any.search(text) is None:
+        return
+    for signal in signals.signals:
         for m in signal.pattern.finditer(text):
             yield signal, m.start(), m.end()
 
@@ -276,7 +301,7 @@ def _phrase_text(normalised: str) -> str:
 
 def _strong_phrase(text: str) -> bool:
     """Whether decoded or de-obfuscated text holds an attack phrase that would count alone."""
-    return any(s.weight >= _DECODED_MIN_WEIGHT for s, _, _ in _hits(text, _PHRASES))
+    return next(_hits(text, _STRONG_PHRASES), None) is not None
 
 
 def _decoded(blob: str, hex_encoded: bool) -> str | None:
@@ -304,12 +329,10 @@ def _hidden_phrases(flat: str) -> Iterator[tuple[str, tuple[int, int]]]:
     """Attack phrasing that only shows once the text is rot13-decoded, reversed or has its
     letter-by-letter separators ("i-g-n-o-r-e") removed; spans are in ``flat``."""
     n = len(flat)
-    for s, start, end in _hits(codecs.encode(flat, "rot13"), _PHRASES):
-        if s.weight >= _DECODED_MIN_WEIGHT:
-            yield "rot13_payload", (start, end)
-    for s, start, end in _hits(flat[::-1], _PHRASES):
-        if s.weight >= _DECODED_MIN_WEIGHT:
-            yield "reversed_payload", (n - end, n - start)
+    for _, start, end in _hits(codecs.encode(flat, "rot13"), _STRONG_PHRASES):
+        yield "rot13_payload", (start, end)
+    for _, start, end in _hits(flat[::-1], _STRONG_PHRASES):
+        yield "reversed_payload", (n - end, n - start)
     runs = list(_SPLIT_LETTERS.finditer(flat))
     if runs:
         joined = _SPLIT_LETTERS.sub(lambda m: m.group().translate(_SPLIT_SEPARATORS), flat)
@@ -346,10 +369,10 @@ def score_injection(text: str) -> InjectionVerdict:
         spans.append(span)
 
     flat = _phrase_text(norm.text)
-    for signal, start, end in _hits(flat, _PHRASES):
+    for signal, start, end in _hits(flat, _ALL_PHRASES):
         note(signal.name, signal.weight, norm.span(start, end))
         phrase_spans.append((start, end))
-    for signal, start, end in _hits(norm.text, _STRUCTURE):
+    for signal, start, end in _hits(norm.text, _ALL_STRUCTURE):
         note(signal.name, signal.weight, norm.span(start, end))
     for name, (start, end) in _hidden_phrases(flat):
         note(name, _HIDDEN_PHRASE_WEIGHT, norm.span(start, end))
