@@ -68,9 +68,12 @@ class CommandPublisher:
         def reported(error: KafkaError | None, _: Message) -> None:
             loop.call_soon_threadsafe(_settle, done, error)
 
-        self._producer.send([command], on_delivery=reported)
+        async def sent_and_acknowledged() -> None:
+            await self._producer.send_async([command], on_delivery=reported)  # a full queue
+            await done  # is waited out off the loop, within the same timeout
+
         try:
-            await asyncio.wait_for(done, self._timeout_s + _REPORT_MARGIN_S)
+            await asyncio.wait_for(sent_and_acknowledged(), self._timeout_s + _REPORT_MARGIN_S)
         except TimeoutError:
             raise PublishFailed(_UNACKNOWLEDGED) from None
 

@@ -27,10 +27,8 @@ from api.rate_limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from api.recent_events import RecentEvents
 from api.redis_client import connect_redis
 from api.settings import ApiSettings
-from schemas import default_catalog
 from streams.envelope import WriterIdentity
 from streams.errors import ErrorCode
-from streams.topics import TopicCatalog
 from streams.wiring import serde_for, topics_for
 
 __all__ = ["Kafka", "Services", "authenticated", "running_services", "services_of"]
@@ -83,16 +81,6 @@ async def authenticated(
     return services_of(request).keys.authenticate(request.headers.get("authorization"))
 
 
-def event_topics(topics: TopicCatalog) -> list[str]:
-    """Topics that carry events (not commands): what the hub reads."""
-    catalog = default_catalog()
-    return [
-        topic.name
-        for topic in topics.topics
-        if topic.carries and all(catalog.latest(t).kind == "event" for t in topic.carries)
-    ]
-
-
 @contextlib.asynccontextmanager
 async def running_services(settings: ApiSettings, config: ApiConfig) -> AsyncIterator[Services]:
     redis: Redis | None = connect_redis(settings.redis_url) if settings.redis_url else None
@@ -105,7 +93,7 @@ async def running_services(settings: ApiSettings, config: ApiConfig) -> AsyncIte
     bootstrap = settings.streams.kafka_bootstrap_servers
     if bootstrap:
         serde = serde_for(settings.streams)
-        hub = EventHub(bootstrap, serde, event_topics(topics))
+        hub = EventHub(bootstrap, serde, topics.event_topics())
         publisher = CommandPublisher(bootstrap, serde, topics, config.chat.publish_timeout_s)
         kafka = Kafka(hub, publisher, Feed(hub, recent, history, config.feed))
         hub.start()

@@ -28,7 +28,6 @@ from confluent_kafka.admin import AdminClient
 from bench.projector_workload import mixed_events
 from projections import ChdbStore, ProjectionSettings, Projector, Replay, ReplayRequest
 from projections.migrator import migrate
-from projections.projector import event_topics
 from projections.rows import INSERT_SETTINGS, event_row
 from streams import AvroSerde, Settings, ensure_topics, load_topic_catalog, serde_for
 from streams.local_kafka import LocalKafka
@@ -131,7 +130,7 @@ def replay(bootstrap: str, topics_prefix: str, data_dir: Path) -> tuple[dict[str
     catalog = load_topic_catalog(prefix=topics_prefix)
     store = ChdbStore(data_dir)
     try:
-        rebuild = Replay(store, serde, bootstrap, event_topics(catalog, serde), "platform")
+        rebuild = Replay(store, serde, bootstrap, catalog.event_topics(), "platform")
         cpu_started = time.process_time()
         result = rebuild.run(ReplayRequest(), lambda line: print("   ", line, flush=True))
         return result, time.process_time() - cpu_started
@@ -150,7 +149,7 @@ def main() -> None:
         prefix = f"bench{uuid.uuid4().hex[:8]}."
         catalog = load_topic_catalog(prefix=prefix)
         ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), catalog)
-        (topic,) = event_topics(catalog, serde_for(Settings()))
+        (topic,) = catalog.event_topics()
 
         print("per-event cost of each step alone (one thread):")
         for step, micros in component_costs(serde_for(Settings()), work / "components").items():

@@ -2,7 +2,7 @@
 
 from projections.checksum import checksum, table_digests
 from projections.migrator import MigrationError, migrate
-from projections.projector import Projector, event_topics
+from projections.projector import Projector
 from projections.query_client import QueryClient
 from projections.query_server import QueryServer
 from projections.replay import Replay, ReplayRequest
@@ -32,7 +32,6 @@ __all__ = [
     "SqlReader",
     "StoreError",
     "checksum",
-    "event_topics",
     "migrate",
     "open_store",
     "read_only_statement",

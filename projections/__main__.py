@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 
 from projections.checksum import checksum, table_digests
 from projections.migrator import migrate
-from projections.projector import PROCESSOR_NAME, Projector, event_topics
+from projections.projector import PROCESSOR_NAME, Projector
 from projections.query_client import QueryClient
 from projections.query_server import QueryServer
 from projections.replay import Replay, ReplayRequest, parse_timestamp
@@ -56,7 +56,7 @@ def _run(projection: ProjectionSettings, settings: Settings, args: argparse.Name
             store,
             serde,
             servers,
-            event_topics(topics, serde),
+            topics.event_topics(),
             projection.database,
             live=projector,
             stopping=projector.stopping,
@@ -103,7 +103,7 @@ def _replay(projection: ProjectionSettings, settings: Settings, args: argparse.N
             store,
             serde,
             bootstrap_servers(settings),
-            event_topics(topics, serde),
+            topics.event_topics(),
             projection.database,
         ).run(request, lambda line: print(line, file=sys.stderr, flush=True))
     finally:

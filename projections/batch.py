@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, Message
 
 from projections.rows import event_row
+from streams.batches import PARTITION_EOF
 from streams.offsets import PartitionKey
 from streams.serde import AvroSerde, DecodeError, WireMessage
 
@@ -29,7 +30,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("projections.batch")
-_PARTITION_EOF = getattr(KafkaError, "_PARTITION_EOF")  # noqa: B009 - librdkafka's own name
 
 Poison = Callable[[Message, str], None]
 # Batches per insert: their ranges travel in each member's intent, within Kafka's 4 KiB of
@@ -155,7 +155,7 @@ def collect(
             error = message.error()
             if error is None:
                 messages.append(message)
-            elif error.code() == _PARTITION_EOF:
+            elif error.code() == PARTITION_EOF:
                 ends[(str(message.topic()), int(message.partition() or 0))] = int(
                     message.offset() or 0
                 )

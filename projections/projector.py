@@ -32,28 +32,18 @@ from projections.settings import ProjectionSettings
 from projections.store import ProjectionStore
 from projections.writer import EventWriter, WriteInterrupted
 from streams.batches import committing_consumer
-from streams.dead_letter import dead_letter_headers
+from streams.dead_letter import parked
 from streams.envelope import Clock, system_clock
-from streams.metrics import CONSUMER_LAG, DEAD_LETTERED, MESSAGES_IN
+from streams.metrics import CONSUMER_LAG, MESSAGES_IN
 from streams.offsets import PartitionKey
 from streams.producer import EnvelopeProducer
 from streams.serde import AvroSerde
 from streams.topics import TopicCatalog
 
-__all__ = ["PROCESSOR_NAME", "Projector", "event_topics"]
+__all__ = ["PROCESSOR_NAME", "Projector"]
 
 log = logging.getLogger("projections.projector")
 PROCESSOR_NAME = "projector"
-
-
-def event_topics(topics: TopicCatalog, serde: AvroSerde) -> list[str]:
-    """The catalog's topics that carry events (not commands)."""
-    return [
-        topic.name
-        for topic in topics.topics
-        if topic.carries
-        and all(serde.catalog.latest(kind).kind == "event" for kind in topic.carries)
-    ]
 
 
 # A cycle collects for up to a second anyway, so the broker may hold a fetch until it has a
@@ -81,7 +71,7 @@ class Projector:
         self._settings = settings
         self._drain_timeout_s = drain_timeout_s
         self._clock = clock
-        self._input_topics = event_topics(topics, serde)
+        self._input_topics = topics.event_topics()
         self._consumer = committing_consumer(
             bootstrap_servers, settings.group_id, {**_BATCHING_FETCH, **(consumer_overrides or {})}
         )
@@ -218,19 +208,8 @@ class Projector:
                 )
 
     def _dead_letter(self, message: Message, error: str) -> None:
-        topic = self._topics.dead_letter_of(str(message.topic()))
-        headers = dead_letter_headers(message, error, PROCESSOR_NAME, self._clock())
-        self._dead_letters.send_raw(topic, message.key(), message.value(), headers)
-        DEAD_LETTERED.labels(PROCESSOR_NAME, str(message.topic())).inc()
-        log.warning(
-            "dead-lettered: %s",
-            error,
-            extra={
-                "topic": message.topic(),
-                "partition": message.partition(),
-                "offset": message.offset(),
-            },
-        )
+        outgoing = parked(message, error, PROCESSOR_NAME, self._topics, self._clock())
+        self._dead_letters.send_raw(outgoing)
 
     # --- rebalances --------------------------------------------------------------------------
 

@@ -12,8 +12,9 @@ from streams.envelope import (
     stamp_outputs,
     system_clock,
 )
+from streams.processing import Handler, Processor
 from streams.producer import DeliveryError, EnvelopeProducer
-from streams.runner import Handler, Processor, ProcessorRunner, RunnerOptions
+from streams.runner import ProcessorRunner, RunnerOptions
 from streams.serde import AvroSerde, ConfluentFraming, DecodeError, EncodeError, SingleObjectFraming
 from streams.settings import Settings
 from streams.topics import TopicCatalog, TopicSpec, ensure_topics, load_topic_catalog

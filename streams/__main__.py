@@ -14,8 +14,9 @@ from prometheus_client import start_http_server
 from streams.cli_options import add_consumer_config, consumer_overrides
 from streams.dead_letter import read_dead_letters, redrive
 from streams.log_format import configure_json_logging
+from streams.processing import Processor
 from streams.producer import EnvelopeProducer
-from streams.runner import Processor, ProcessorRunner, RunnerOptions
+from streams.runner import ProcessorRunner, RunnerOptions
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.tracing import install_tracer_provider

@@ -3,12 +3,18 @@ and how they take messages without holding any back."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, KafkaError, Message
 
-__all__ = ["committing_consumer", "next_batch"]
+__all__ = ["PARTITION_EOF", "committing_consumer", "next_batch"]
+
+log = logging.getLogger("streams.consumer")
+PARTITION_EOF = getattr(KafkaError, "_PARTITION_EOF")  # noqa: B009 - librdkafka's own name
+"""The error code of a partition's end-of-log report (``enable.partition.eof``): news, not a
+failure."""
 
 
 def committing_consumer(
@@ -30,11 +36,18 @@ def committing_consumer(
 
 def next_batch(consumer: Consumer, limit: int, timeout_s: float) -> list[Message]:
     """Wait up to ``timeout_s`` for one message, then take what else is already there (up to
-    ``limit`` in all). ``consume(limit, timeout)`` alone waits for ``limit`` messages or the
-    whole timeout, which holds a lone message back for that long at low load."""
+    ``limit`` in all); consume errors are logged and left out (a partition's end is news, not
+    an error). ``consume(limit, timeout)`` alone waits for ``limit`` messages or the whole
+    timeout, which holds a lone message back for that long at low load."""
     first = consumer.poll(timeout_s)
     if first is None:
         return []
-    if limit <= 1:
-        return [first]
-    return [first, *consumer.consume(num_messages=limit - 1, timeout=0)]
+    taken = [first] if limit <= 1 else [first, *consumer.consume(num_messages=limit - 1, timeout=0)]
+    good = []
+    for message in taken:
+        error = message.error()
+        if error is None:
+            good.append(message)
+        elif error.code() != PARTITION_EOF:
+            log.warning("consume error: %s", error.str())
+    return good

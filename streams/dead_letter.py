@@ -3,15 +3,20 @@ on. The original key, value and headers are kept byte for byte, so it can be re-
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from streams.producer import EnvelopeProducer, Headers, header_pairs
+from streams.metrics import DEAD_LETTERED
+from streams.producer import EnvelopeProducer, Headers, Outgoing, header_pairs
+from streams.topics import TopicCatalog
 
-__all__ = ["DeadLetter", "dead_letter_headers", "read_dead_letters", "redrive"]
+__all__ = ["DeadLetter", "dead_letter_headers", "parked", "read_dead_letters", "redrive"]
+
+log = logging.getLogger("streams.dead_letter")
 
 _PREFIX = "dlq."
 ERROR, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET, PROCESSOR, FAILED_AT = (
@@ -39,6 +44,22 @@ def dead_letter_headers(message: Message, error: str, processor: str, now: datet
         (PROCESSOR, processor.encode()),
         (FAILED_AT, now.isoformat().encode()),
     ]
+
+
+def parked(
+    message: Message, error: str, processor: str, topics: TopicCatalog, now: datetime
+) -> Outgoing:
+    """The dead letter of a poison ``message`` (counted and logged here), for its reader's
+    producer to send: runners and the projector park messages the same way."""
+    source = str(message.topic())
+    DEAD_LETTERED.labels(processor, source).inc()
+    log.warning(
+        "dead-lettered: %s",
+        error,
+        extra={"topic": source, "partition": message.partition(), "offset": message.offset()},
+    )
+    headers = dead_letter_headers(message, error, processor, now)
+    return Outgoing(topics.dead_letter_of(source), message.key(), message.value(), headers)
 
 
 @dataclass(frozen=True)
@@ -112,6 +133,7 @@ def read_dead_letters(
 def redrive(letters: list[DeadLetter], producer: EnvelopeProducer) -> int:
     """Send parked messages back to their source topics, unchanged; returns how many."""
     for letter in letters:
-        producer.send_raw(letter.source_topic, letter.key, letter.value, letter.original_headers)
+        outgoing = Outgoing(letter.source_topic, letter.key, letter.value, letter.original_headers)
+        producer.send_raw(outgoing)
     producer.flush()
     return len(letters)

@@ -4,7 +4,9 @@ stay in order; a failed delivery is raised at ``flush()`` or, for a message sent
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -22,6 +24,7 @@ __all__ = [
     "DeliveryReport",
     "EnvelopeProducer",
     "Headers",
+    "Outgoing",
     "header_pairs",
 ]
 
@@ -31,6 +34,17 @@ TENANT_ID_HEADER = "tenant_id"
 Headers = Sequence[tuple[str, bytes]]
 DeliveryReport = Callable[[KafkaError | None, Message], None]
 """Called once per message, on the thread that polls or flushes: ``None`` once acknowledged."""
+_ROOM_WAIT_S = 0.05
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message as it goes to the broker."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
 
 
 def header_pairs(message: Message) -> list[tuple[str, bytes]]:
@@ -80,35 +94,57 @@ class EnvelopeProducer:
     ) -> None:
         """Encode all first, then send: an envelope that does not fit its schema raises
         ``EncodeError`` before any of its siblings reaches the broker. With ``on_delivery``
-        each message's fate goes to it instead of to the next ``flush()``."""
-        encoded = [(envelope, self._serde.encode(envelope)) for envelope in envelopes]
-        for envelope, value in encoded:
-            self.send_raw(
+        each message's fate goes to it instead of to the next ``flush()``. A full local queue
+        is waited out on this thread: for tools and threads, never an event loop."""
+        for outgoing in self.outgoing(envelopes):
+            self.send_raw(outgoing, on_delivery)
+
+    async def send_async(
+        self, envelopes: Sequence[Envelope], on_delivery: DeliveryReport | None = None
+    ) -> None:
+        """``send`` for an event loop: a full local queue is waited out in a thread (serving
+        delivery reports makes room), so the loop's other work goes on meanwhile."""
+        for outgoing in self.outgoing(envelopes):
+            await self.send_raw_async(outgoing, on_delivery)
+
+    def outgoing(self, envelopes: Sequence[Envelope]) -> list[Outgoing]:
+        """The messages that carry ``envelopes``: topic, key, value and routing headers."""
+        return [
+            Outgoing(
                 self._topics.topic_for(envelope.message_type),
                 envelope.correlation_id.encode(),
-                value,
+                self._serde.encode(envelope),
                 _headers_of(envelope),
-                on_delivery,
             )
+            for envelope in envelopes
+        ]
 
-    def send_raw(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Headers,
-        on_delivery: DeliveryReport | None = None,
+    def send_raw(self, outgoing: Outgoing, on_delivery: DeliveryReport | None = None) -> None:
+        """Bytes as they are (dead letters and re-drives keep the original message intact),
+        waiting on this thread while the local queue is full."""
+        while not self._offer(outgoing, on_delivery):
+            self._producer.poll(_ROOM_WAIT_S)
+
+    async def send_raw_async(
+        self, outgoing: Outgoing, on_delivery: DeliveryReport | None = None
     ) -> None:
-        """Bytes as they are: dead letters and re-drives keep the original message intact."""
-        report = on_delivery or self._delivered
-        while True:
-            try:
-                self._producer.produce(
-                    topic, value=value, key=key, headers=list(headers), on_delivery=report
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.05)  # queue full: serve delivery reports to make room
+        while not self._offer(outgoing, on_delivery):
+            await asyncio.to_thread(self._producer.poll, _ROOM_WAIT_S)
+
+    def _offer(self, outgoing: Outgoing, on_delivery: DeliveryReport | None) -> bool:
+        """Queue one message; False when librdkafka's local queue has no room (nothing sent).
+        Any other refusal (too large, a fenced transaction) raises ``KafkaException``."""
+        try:
+            self._producer.produce(
+                outgoing.topic,
+                value=outgoing.value,
+                key=outgoing.key,
+                headers=list(outgoing.headers),
+                on_delivery=on_delivery or self._delivered,
+            )
+        except BufferError:
+            return False
+        return True
 
     def poll(self, timeout_s: float = 0) -> None:
         """Serve delivery reports, waiting up to ``timeout_s`` for the first one."""

@@ -82,6 +82,15 @@ class TopicCatalog(_Strict):
                 return topic.name
         raise LookupError(f"no topic carries {message_type}")
 
+    def event_topics(self) -> list[str]:
+        """Topics that carry events (not commands): what projectors and live readers read."""
+        schemas = default_catalog()
+        return [
+            topic.name
+            for topic in self.topics
+            if topic.carries and all(schemas.latest(t).kind == "event" for t in topic.carries)
+        ]
+
     def dead_letter_of(self, topic: str) -> str:
         return topic + self.dead_letter.suffix
 

@@ -14,7 +14,7 @@ from processors.foundation.pipeline import ChatPipeline
 from processors.foundation.provider_pool import ProviderPool
 from processors.foundation.stores import connect
 from streams.envelope import Envelope
-from streams.runner import Processor
+from streams.processing import Processor
 
 __all__ = ["PROCESSOR", "build_pipeline"]
 

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
 
-from projections import QueryClient, StoreError, event_topics
+from projections import QueryClient, StoreError
 from projections.store import sql_string
 from streams.topics import TopicCatalog
-from tests.faults.load import SERDE
 from tests.integration.kafka_reading import committed_offsets, end_offsets
 
 DATABASE = "platform"
@@ -56,7 +55,7 @@ class ProjectionEndpoint:
         """Until ``group`` has committed the end of every events topic (call once no
         processor writes any more); False if ``timeout_s`` passed first (the tally then shows
         what is missing)."""
-        event_topic_names = event_topics(topics, SERDE)
+        event_topic_names = topics.event_topics()
 
         def committed_to_end() -> bool:
             behind = written = 0

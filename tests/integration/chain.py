@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from streams.envelope import Envelope
-from streams.runner import Processor
+from streams.processing import Processor
 
 
 class Explosion(RuntimeError):

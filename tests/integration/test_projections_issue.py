@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.projector_workload import mixed_events
-from projections import Replay, ReplayRequest, event_topics, table_digests
+from projections import Replay, ReplayRequest, table_digests
 from streams import TopicCatalog
 from tests.integration.test_projections_support import (
     START,
@@ -42,7 +42,7 @@ def test_checksums_survive_a_full_rebuild_and_a_second_delivery(
     with projection_db(tmp_path) as db:
         with running_projector(db, bootstrap, topics, group) as live:
             rebuild = Replay(
-                db.store, serde(), bootstrap, event_topics(topics, serde()), db.database, live=live
+                db.store, serde(), bootstrap, topics.event_topics(), db.database, live=live
             )
             wait_until(lambda: db.count() >= EVENTS, 120, "100,000 events projected")
             wait_committed(bootstrap, group, topics)  # every insert returned, views included

@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Message
 
 from bench.projector_workload import mixed_events
-from projections import Replay, ReplayRequest, event_topics
+from projections import Replay, ReplayRequest
 from projections.log_reader import LogReader
 from projections.projector import Projector
 from projections.store import SqlReader
@@ -46,7 +46,7 @@ def replay(
         db.store,
         serde(),
         bootstrap,
-        event_topics(topics, serde()),
+        topics.event_topics(),
         db.database,
         live=live,
         stopping=live.stopping if live else None,

@@ -23,7 +23,6 @@ from confluent_kafka import Producer
 from projections import ProjectionSettings, ProjectionStore, Projector, SqlReader, checksum
 from projections.batch import EventRow, InsertGroup, PartitionBatch
 from projections.migrator import migrate
-from projections.projector import event_topics
 from projections.store import open_store
 from projections.writer import EventWriter
 from streams import AvroSerde, Envelope, Settings, TopicCatalog, serde_for
@@ -58,7 +57,7 @@ def produce(bootstrap: str, topic: str, encoded: Sequence[tuple[bytes, bytes, by
 
 
 def events_topic(topics: TopicCatalog) -> str:
-    (topic,) = event_topics(topics, serde())
+    (topic,) = topics.event_topics()
     return topic
 
 

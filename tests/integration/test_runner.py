@@ -255,11 +255,13 @@ def test_exactly_once_processor_has_no_duplicates_after_kill_9(
     assert max(ids.values()) == 1
 
 
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
 def test_async_handler_overlaps_work_within_the_partition_bound(
-    bootstrap: str, topics: TopicCatalog
+    bootstrap: str, topics: TopicCatalog, exactly_once: bool
 ) -> None:
-    """Slow I/O (simulated provider latency) overlaps up to the per-partition bound; every input
-    still gets its output and, after stop, the group has committed everything."""
+    """Slow I/O (simulated provider latency) overlaps up to the per-partition bound in both
+    delivery modes; every input still gets its output and, after stop, the group has committed
+    everything."""
     bound, in_flight, peak = 4, [0], [0]
 
     async def slow_start(command: Envelope) -> list[Envelope]:
@@ -269,7 +271,12 @@ def test_async_handler_overlaps_work_within_the_partition_bound(
         in_flight[0] -= 1
         return start_request(command)
 
-    processor = dataclasses.replace(STAGE_A, handler=slow_start, max_in_flight_per_partition=bound)
+    processor = dataclasses.replace(
+        STAGE_A,
+        handler=slow_start,
+        max_in_flight_per_partition=bound,
+        exactly_once=exactly_once,
+    )
     group = f"g-{uuid.uuid4().hex}"
     runner = ProcessorRunner(
         processor, bootstrap, SERDE, topics, "dev", RunnerOptions(group_id=group)
@@ -283,6 +290,41 @@ def test_async_handler_overlaps_work_within_the_partition_bound(
     assert {e.causation_id for e in events.envelopes} == {c.message_id for c in commands}
     assert 1 < peak[0] <= bound
     assert_all_committed(bootstrap, group, topics.topic_for("llm.chat.requested"))
+
+
+def test_an_output_the_producer_refuses_parks_its_input_without_a_retry(
+    bootstrap: str, topics: TopicCatalog
+) -> None:
+    """An output larger than the producer's ``message.max.bytes`` is refused when sent: its
+    input is dead-lettered at once (a retry would redo the handler's side effects for the same
+    refusal) and the runner goes on with the next command."""
+    calls: Counter[str] = Counter()
+
+    def oversized_start(command: Envelope) -> list[Envelope]:
+        calls[command.correlation_id] += 1
+        (started,) = start_request(command)
+        if command.payload["metadata"].get("oversize"):
+            started = command.derive(started.message_type, {**started.payload, "model": "m" * 5000})
+        return [started]
+
+    processor = dataclasses.replace(STAGE_A, handler=oversized_start, max_attempts=3)
+    options = RunnerOptions(
+        group_id=f"g-{uuid.uuid4().hex}", producer_overrides={"message.max.bytes": 2000}
+    )
+    runner = ProcessorRunner(processor, bootstrap, SERDE, topics, "dev", options)
+    oversize, after = chat_command("too-big", metadata={"oversize": "yes"}), chat_command("after")
+    send_commands(bootstrap, topics, [oversize, after])
+    command_topic = topics.topic_for("llm.chat.requested")
+    with running(runner):
+        dead = TopicReader(bootstrap, topics.dead_letter_of(command_topic))
+        dead.poll_until(lambda r: len(r.messages) >= 1, 60, "the oversize output's input parked")
+        events = TopicReader(bootstrap, topics.topic_for("llm.request.started"), SERDE)
+        events.poll_until(lambda r: len(r.envelopes) >= 1, 60, "the next command's output")
+    (letter,) = dead.messages
+    assert letter.key() == b"too-big"
+    assert dict(letter.headers())["dlq.error"].startswith(b"OutputRefused in handler output:")
+    assert calls["too-big"] == 1
+    assert [e.correlation_id for e in events.envelopes] == ["after"]
 
 
 def test_rebalances_while_scaling_out_and_in_lose_nothing(
