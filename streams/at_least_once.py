@@ -12,12 +12,9 @@ from collections import deque
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from streams.batches import next_batch
-from streams.kafka_thread import KafkaThread
 from streams.metrics import CONSUMER_LAG
 from streams.offsets import OffsetTracker, PartitionKey
-from streams.processing import MessageProcessing
-from streams.producer import EnvelopeProducer
+from streams.processing import EngineParts
 
 __all__ = ["AtLeastOnce"]
 
@@ -34,26 +31,10 @@ _GROUP_MOVED_ON = frozenset(
 
 class AtLeastOnce:
     def __init__(
-        self,
-        name: str,
-        consumer: Consumer,
-        producer: EnvelopeProducer,
-        processing: MessageProcessing,
-        kafka: KafkaThread,
-        max_in_flight: int,
-        batch_size: int,
-        poll_timeout_s: float,
-        commit_interval_s: float,
-        drain_timeout_s: float,
+        self, name: str, parts: EngineParts, commit_interval_s: float, drain_timeout_s: float
     ) -> None:
         self._name = name
-        self._consumer = consumer
-        self._producer = producer
-        self._processing = processing
-        self._kafka = kafka
-        self._max_in_flight = max_in_flight
-        self._batch_size = batch_size
-        self._poll_timeout_s = poll_timeout_s
+        self._parts = parts
         self._commit_interval_s = commit_interval_s
         self._drain_timeout_s = drain_timeout_s
         self._tracker = OffsetTracker()
@@ -74,9 +55,7 @@ class AtLeastOnce:
         last_commit = 0.0
         while not self._stopping:
             self._apply_backpressure()
-            batch = await self._kafka.run(
-                next_batch, self._consumer, self._batch_size, self._poll_timeout_s
-            )
+            batch = await self._parts.next_batch()
             for message in batch:
                 key = (str(message.topic()), int(message.partition() or 0))
                 self._tracker.start(key, int(message.offset() or 0))
@@ -105,9 +84,9 @@ class AtLeastOnce:
     def _start_ready(self, key: PartitionKey) -> None:
         pending = self._pending.get(key)
         tasks = self._tasks.setdefault(key, set())
-        while pending and len(tasks) < self._max_in_flight:
+        while pending and len(tasks) < self._parts.max_in_flight:
             message = pending.popleft()
-            task = asyncio.ensure_future(self._processing.process(message))
+            task = asyncio.ensure_future(self._parts.processing.process(message))
             tasks.add(task)
             task.add_done_callback(functools.partial(self._finished, key, message))
 
@@ -125,14 +104,14 @@ class AtLeastOnce:
 
     def _apply_backpressure(self) -> None:
         """Pause partitions with a full queue so one slow partition cannot grow memory."""
-        limit = self._max_in_flight + self._batch_size
+        limit = self._parts.max_in_flight + self._parts.batch_size
         for key, pending in self._pending.items():
             full = len(pending) >= limit
             if full and key not in self._paused:
-                self._consumer.pause([TopicPartition(*key)])
+                self._parts.consumer.pause([TopicPartition(*key)])
                 self._paused.add(key)
             elif not full and key in self._paused:
-                self._consumer.resume([TopicPartition(*key)])
+                self._parts.consumer.resume([TopicPartition(*key)])
                 self._paused.discard(key)
 
     async def _commit(self) -> None:
@@ -140,7 +119,9 @@ class AtLeastOnce:
         offsets = self._tracker.to_commit()
         if not offsets:
             return
-        committed: bool = await self._kafka.run(self._commit_offsets, self._consumer, offsets)
+        committed: bool = await self._parts.kafka.run(
+            self._commit_offsets, self._parts.consumer, offsets
+        )
         if committed:
             self._tracker.committed(offsets)
             self._export_lag(offsets)
@@ -151,7 +132,7 @@ class AtLeastOnce:
         fatal: the partitions' new owner redoes the work, as after any crash."""
         if not offsets or self._fatal is not None:
             return False
-        self._producer.flush()
+        self._parts.producer.flush()
         try:
             consumer.commit(
                 offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
@@ -180,7 +161,7 @@ class AtLeastOnce:
 
     def _export_lag(self, offsets: dict[PartitionKey, int]) -> None:
         for (topic, partition), offset in offsets.items():
-            _, high = self._consumer.get_watermark_offsets(
+            _, high = self._parts.consumer.get_watermark_offsets(
                 TopicPartition(topic, partition), cached=True
             )
             if high >= 0:

@@ -11,11 +11,8 @@ from collections.abc import Awaitable, Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from streams.batches import next_batch
-from streams.kafka_thread import KafkaThread
 from streams.offsets import PartitionKey
-from streams.processing import MessageProcessing, ProducerFailed
-from streams.producer import EnvelopeProducer
+from streams.processing import EngineParts, ProducerFailed
 
 __all__ = ["ExactlyOnce"]
 
@@ -24,23 +21,8 @@ _TRANSACTION_TIMEOUT_S = 60.0
 
 
 class ExactlyOnce:
-    def __init__(
-        self,
-        consumer: Consumer,
-        producer: EnvelopeProducer,
-        processing: MessageProcessing,
-        kafka: KafkaThread,
-        max_in_flight: int,
-        batch_size: int,
-        poll_timeout_s: float,
-    ) -> None:
-        self._consumer = consumer
-        self._producer = producer.kafka
-        self._processing = processing
-        self._kafka = kafka
-        self._max_in_flight = max_in_flight
-        self._batch_size = batch_size
-        self._poll_timeout_s = poll_timeout_s
+    def __init__(self, parts: EngineParts) -> None:
+        self._parts = parts
         self._stopping = False
 
     def stop(self) -> None:
@@ -51,33 +33,39 @@ class ExactlyOnce:
         a rebalance can happen."""
 
     async def run(self) -> None:
-        await self._kafka.run(self._producer.init_transactions, _TRANSACTION_TIMEOUT_S)
+        await self._parts.kafka.run(
+            self._parts.producer.kafka.init_transactions, _TRANSACTION_TIMEOUT_S
+        )
         while not self._stopping:
-            batch = await self._kafka.run(
-                next_batch, self._consumer, self._batch_size, self._poll_timeout_s
-            )
+            batch = await self._parts.next_batch()
             if batch:
                 await self._transact(batch)
 
     async def _transact(self, batch: list[Message]) -> None:
-        self._producer.begin_transaction()
+        self._parts.producer.kafka.begin_transaction()
         try:
             await self._handle(batch)
             positions = _next_offsets(batch)
-            await self._kafka.run(
-                self._producer.send_offsets_to_transaction,
+            await self._parts.kafka.run(
+                self._parts.producer.kafka.send_offsets_to_transaction,
                 [TopicPartition(t, p, o) for (t, p), o in positions.items()],
-                self._consumer.consumer_group_metadata(),
+                self._parts.consumer.consumer_group_metadata(),
             )
-            await self._kafka.run(self._producer.commit_transaction, _TRANSACTION_TIMEOUT_S)
+            await self._parts.kafka.run(
+                self._parts.producer.kafka.commit_transaction, _TRANSACTION_TIMEOUT_S
+            )
         except (KafkaException, ProducerFailed) as exc:
             error: KafkaError = exc.error if isinstance(exc, ProducerFailed) else exc.args[0]
             if not error.txn_requires_abort():
                 raise
             log.warning("transaction aborted, rewinding batch: %s", error.str())
-            await self._kafka.run(self._producer.abort_transaction, _TRANSACTION_TIMEOUT_S)
+            await self._parts.kafka.run(
+                self._parts.producer.kafka.abort_transaction, _TRANSACTION_TIMEOUT_S
+            )
             for (topic, partition), offset in _first_offsets(batch).items():
-                await self._kafka.run(self._consumer.seek, TopicPartition(topic, partition, offset))
+                await self._parts.kafka.run(
+                    self._parts.consumer.seek, TopicPartition(topic, partition, offset)
+                )
 
     async def _handle(self, batch: list[Message]) -> None:
         """Every message of the batch, each partition's up to ``max_in_flight`` at once; the
@@ -89,9 +77,9 @@ class ExactlyOnce:
         try:
             async with asyncio.TaskGroup() as group:
                 for messages in by_partition.values():
-                    bound = asyncio.Semaphore(self._max_in_flight)
+                    bound = asyncio.Semaphore(self._parts.max_in_flight)
                     for message in messages:  # tasks start in creation order: offset order
-                        group.create_task(_bounded(bound, self._processing.process, message))
+                        group.create_task(_bounded(bound, self._parts.processing.process, message))
         except BaseExceptionGroup as failures:
             raise failures.exceptions[0] from None
 

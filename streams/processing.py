@@ -12,17 +12,26 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 
+from streams.batches import next_batch
 from streams.dead_letter import parked
 from streams.envelope import Clock, Envelope, WriterIdentity, stamp_outputs
+from streams.kafka_thread import KafkaThread
 from streams.metrics import HANDLER_ERRORS, HANDLER_SECONDS, MESSAGES_IN, MESSAGES_OUT
 from streams.producer import MESSAGE_TYPE_HEADER, EnvelopeProducer, header_pairs
 from streams.serde import AvroSerde, DecodeError, EncodeError
 from streams.topics import TopicCatalog
 from streams.tracing import TRACEPARENT, ids_of, message_span
 
-__all__ = ["Handler", "MessageProcessing", "OutputRefused", "Processor", "ProducerFailed"]
+__all__ = [
+    "EngineParts",
+    "Handler",
+    "MessageProcessing",
+    "OutputRefused",
+    "Processor",
+    "ProducerFailed",
+]
 
 log = logging.getLogger("streams.runner")
 
@@ -187,6 +196,23 @@ class MessageProcessing:
             await self._producer.send_raw_async(outgoing)
         except KafkaException as exc:
             raise ProducerFailed(exc.args[0]) from exc
+
+
+@dataclass(frozen=True)
+class EngineParts:
+    """What a delivery engine (at-least-once, exactly-once) reads, handles and sends with."""
+
+    consumer: Consumer
+    producer: EnvelopeProducer
+    processing: MessageProcessing
+    kafka: KafkaThread
+    max_in_flight: int
+    batch_size: int
+    poll_timeout_s: float
+
+    async def next_batch(self) -> list[Message]:
+        """The next messages, read on the Kafka thread."""
+        return await self.kafka.run(next_batch, self.consumer, self.batch_size, self.poll_timeout_s)
 
 
 def _header(message: Message, name: str) -> str | None:

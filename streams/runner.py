@@ -28,7 +28,7 @@ from streams.batches import committing_consumer
 from streams.envelope import Clock, system_clock
 from streams.exactly_once import ExactlyOnce
 from streams.kafka_thread import KafkaThread
-from streams.processing import MessageProcessing, Processor
+from streams.processing import EngineParts, MessageProcessing, Processor
 from streams.producer import EnvelopeProducer
 from streams.serde import AvroSerde
 from streams.topics import TopicCatalog
@@ -81,29 +81,20 @@ class ProcessorRunner:
         processing = MessageProcessing(
             processor, serde, topics, producer, clock, env, options.retry_backoff_s
         )
-        in_flight = processor.max_in_flight_per_partition
+        parts = EngineParts(
+            self._consumer,
+            producer,
+            processing,
+            self._kafka,
+            processor.max_in_flight_per_partition,
+            options.batch_size,
+            options.poll_timeout_s,
+        )
         self._engine: AtLeastOnce | ExactlyOnce = (
-            ExactlyOnce(
-                self._consumer,
-                producer,
-                processing,
-                self._kafka,
-                in_flight,
-                options.batch_size,
-                options.poll_timeout_s,
-            )
+            ExactlyOnce(parts)
             if processor.exactly_once
             else AtLeastOnce(
-                processor.name,
-                self._consumer,
-                producer,
-                processing,
-                self._kafka,
-                in_flight,
-                options.batch_size,
-                options.poll_timeout_s,
-                options.commit_interval_s,
-                options.drain_timeout_s,
+                processor.name, parts, options.commit_interval_s, options.drain_timeout_s
             )
         )
 
