@@ -22,10 +22,10 @@ from api.idempotency import IdempotencyRecord, fingerprint
 from api.metrics import PUBLISH_SECONDS, RATE_LIMITED
 from api.publisher import PublishFailed
 from api.rate_limits import retry_after_header
-from api.redis_client import StateUnavailable
 from api.services import Services, services_of
 from streams.envelope import Envelope, new_message
 from streams.errors import ErrorCode
+from streams.redis_state import StoreUnavailable
 
 __all__ = ["Claim", "claim_run", "command_for", "enforce_rate_limit", "publish", "remember"]
 
@@ -92,7 +92,7 @@ async def _claim(
     record = IdempotencyRecord(correlation_id, command_id, fingerprint(route, body))
     try:
         existing = await services.idempotency.claim(principal.tenant, key, record)
-    except StateUnavailable as error:
+    except StoreUnavailable as error:
         raise ApiError(
             ErrorCode.DEPENDENCY_UNAVAILABLE, "idempotency store unavailable; retry"
         ) from error
@@ -136,7 +136,7 @@ async def remember(services: Services, principal: Principal, claim: Claim, **cha
     record = claim.record.with_changes(**changes)
     try:
         await services.idempotency.save(principal.tenant, claim.key, record)
-    except StateUnavailable as error:  # a retry re-sends the same command id: deduplicated
+    except StoreUnavailable as error:  # a retry re-sends the same command id: deduplicated
         log.warning("idempotency record not updated for %s: %s", claim.correlation_id, error)
     return replace(claim, record=record)
 

@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from api.redis_client import NAMESPACE, reaching_redis
+from api.redis_client import NAMESPACE
+from streams.redis_state import reaching
 
 __all__ = [
     "IdempotencyRecord",
@@ -92,7 +93,7 @@ return false
 
 
 class RedisIdempotencyStore:
-    """Raises ``StateUnavailable`` when Redis does not answer: a key that cannot be checked
+    """Raises ``StoreUnavailable`` when Redis does not answer: a key that cannot be checked
     cannot be honoured, so the request fails (503) rather than risk paying twice."""
 
     def __init__(self, redis: Redis, ttl_s: int) -> None:
@@ -103,12 +104,12 @@ class RedisIdempotencyStore:
     async def claim(
         self, tenant: str, key: str, record: IdempotencyRecord
     ) -> IdempotencyRecord | None:
-        with reaching_redis():
+        with reaching("idempotency"):
             found = await self._claim(keys=[_key(tenant, key)], args=[_dump(record), self._ttl_s])
         return _load(found) if found else None
 
     async def save(self, tenant: str, key: str, record: IdempotencyRecord) -> None:
-        with reaching_redis():
+        with reaching("idempotency"):
             await self._redis.set(_key(tenant, key), _dump(record), keepttl=True)
 
 

@@ -20,7 +20,8 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 
 from api.config import RateLimits
-from api.redis_client import NAMESPACE, StateUnavailable, reaching_redis
+from api.redis_client import NAMESPACE
+from streams.redis_state import StoreUnavailable, reaching
 
 __all__ = [
     "MemoryRateLimiter",
@@ -138,12 +139,12 @@ class RedisRateLimiter:
 
     async def _run(self, key_id: str, limits: RateLimits, tokens: int, mode: str) -> float:
         try:
-            with reaching_redis():
+            with reaching("rate limits"):
                 wait = await self._script(
                     keys=[f"{NAMESPACE}:rate:{key_id}"],
                     args=[limits.rpm, limits.tpm, tokens, mode],
                 )
-        except StateUnavailable as error:
+        except StoreUnavailable as error:
             log.warning("rate limiter unavailable, admitting: %s", error)
             return 0.0
         return float(wait)

@@ -19,7 +19,8 @@ from api.idempotency import (
     RedisIdempotencyStore,
 )
 from api.rate_limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from api.redis_client import StateUnavailable, connect_redis
+from api.redis_client import connect_redis
+from streams.redis_state import StoreUnavailable
 
 
 @asynccontextmanager
@@ -88,7 +89,7 @@ def test_redis_down_fails_fast_and_limits_fail_open() -> None:
         redis = connect_redis("redis://127.0.0.1:1/0")
         try:
             assert await RedisRateLimiter(redis).admit("k", RateLimits(), 1) == 0
-            with pytest.raises(StateUnavailable):
+            with pytest.raises(StoreUnavailable):
                 await RedisIdempotencyStore(redis, 60).claim(
                     "t", "k", IdempotencyRecord("c", "i", "f")
                 )

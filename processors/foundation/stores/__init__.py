@@ -30,7 +30,6 @@ from processors.foundation.stores.cache import (
     RedisResponseCache,
     ResponseCache,
 )
-from processors.foundation.stores.errors import StoreUnavailable
 from processors.foundation.stores.idempotency import (
     MemoryResultStore,
     RedisResultStore,
@@ -42,7 +41,7 @@ from processors.foundation.stores.semantic import (
     SemanticCacheStore,
     SemanticHit,
 )
-from streams.redis_state import DEFAULT_TIMEOUT_S, redis_client
+from streams.redis_state import DEFAULT_TIMEOUT_S, StoreUnavailable, redis_client
 
 __all__ = [
     "BreakerPermit",

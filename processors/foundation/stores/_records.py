@@ -9,7 +9,8 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from processors.foundation.stores._redis import reaching, ttl_ms
+from processors.foundation.stores._redis import ttl_ms
+from streams.redis_state import reaching
 
 __all__ = ["MemoryRecords", "RedisRecords"]
 

@@ -1,33 +1,13 @@
-"""How every store talks to Redis: the shared client (``streams.redis_state``) and one
-translation of transport failures into ``StoreUnavailable``."""
+"""What every store's Redis keys share: the namespace and how TTLs are written. The client and
+the translation of transport failures (``StoreUnavailable``) are ``streams.redis_state``'s."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from redis.exceptions import TimeoutError
-
-from processors.foundation.stores.errors import StoreUnavailable
-from streams.redis_state import UNREACHABLE
-
-__all__ = ["DEFAULT_NAMESPACE", "reaching", "ttl_ms"]
+__all__ = ["DEFAULT_NAMESPACE", "ttl_ms"]
 
 DEFAULT_NAMESPACE = "llmrp"
-_NO_FREE_CONNECTION = "No connection available"  # the bounded pool's wait timed out
-
-
-@contextmanager
-def reaching(store: str) -> Iterator[None]:
-    """Turn transport failures (refused, timed out, read-only replica) into ``StoreUnavailable``;
-    anything else (a script error) is a bug and propagates as is."""
-    try:
-        yield
-    except UNREACHABLE as error:
-        detail = str(error) or type(error).__name__
-        transient = isinstance(error, TimeoutError) or _NO_FREE_CONNECTION in detail
-        raise StoreUnavailable(store, detail, transient=transient) from error
 
 
 def ttl_ms(seconds: float) -> int:

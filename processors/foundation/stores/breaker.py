@@ -18,7 +18,8 @@ from typing import Literal, Protocol, cast
 from redis.asyncio import Redis
 
 from processors.foundation.config import BreakerSettings
-from processors.foundation.stores._redis import DEFAULT_NAMESPACE, reaching
+from processors.foundation.stores._redis import DEFAULT_NAMESPACE
+from streams.redis_state import reaching
 
 __all__ = [
     "BreakerPermit",

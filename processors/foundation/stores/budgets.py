@@ -13,7 +13,7 @@ from typing import Literal, Protocol
 from redis.asyncio import Redis
 
 from processors.foundation.config import TenantBudget, Window
-from processors.foundation.stores._redis import DEFAULT_NAMESPACE, reaching, ttl_ms
+from processors.foundation.stores._redis import DEFAULT_NAMESPACE, ttl_ms
 from processors.foundation.stores._windows import (
     SETTLE_MARGIN_S,
     Breach,
@@ -29,6 +29,7 @@ from processors.foundation.stores._windows import (
     to_usd,
     window_bounds,
 )
+from streams.redis_state import reaching
 
 __all__ = [
     "BudgetLedger",

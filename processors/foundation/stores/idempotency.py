@@ -16,7 +16,8 @@ from typing import Protocol, cast
 
 from redis.asyncio import Redis
 
-from processors.foundation.stores._redis import DEFAULT_NAMESPACE, reaching, ttl_ms
+from processors.foundation.stores._redis import DEFAULT_NAMESPACE, ttl_ms
+from streams.redis_state import reaching
 
 __all__ = ["MemoryResultStore", "RedisResultStore", "ResultStore"]
 

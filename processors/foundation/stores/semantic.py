@@ -15,7 +15,8 @@ from typing import Any, NamedTuple, Protocol, TypeVar, cast
 from redis.asyncio import Redis
 
 from processors.foundation.embedding import Vector, cosine, from_bytes
-from processors.foundation.stores._redis import DEFAULT_NAMESPACE, reaching, ttl_ms
+from processors.foundation.stores._redis import DEFAULT_NAMESPACE, ttl_ms
+from streams.redis_state import reaching
 
 __all__ = [
     "MemorySemanticCacheStore",
