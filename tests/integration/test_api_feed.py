@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from schemas import default_catalog
 from streams.envelope import Envelope, WriterIdentity, new_message
-from streams.producer import EnvelopeProducer
+from streams.producer import EnvelopeProducer, Outgoing
 from streams.serde import AvroSerde, SingleObjectFraming
 from tests.integration import test_api_support as support
 from tests.integration.test_api_support import ApiProcess, Stack, Tenant
@@ -273,7 +273,7 @@ def test_events_nobody_waited_for_are_replayed_and_old_producers_still_read(stac
     old = events[2]
     headers = [("message_type", old.message_type.encode())]  # as producers before the headers
     topic = stack.topics.topic_for(old.message_type)
-    producer.send_raw(topic, correlation_id.encode(), SERDE.encode(old), headers)
+    producer.send_raw(Outgoing(topic, correlation_id.encode(), SERDE.encode(old), headers))
     producer.flush()
     ids = [event.message_id for event in events]
     with httpx.Client(base_url=stack.api.url, headers=tenant.headers, timeout=WAIT_S) as http:
