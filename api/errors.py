@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from streams.errors import RETRYABLE, ErrorCode
+from streams.errors import RETRYABLE, ErrorCode, PlatformError
 
 __all__ = [
     "ApiError",
@@ -160,6 +160,12 @@ async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(cast(ApiError, exc), _correlation_id(request))
 
 
+async def _on_platform_error(request: Request, exc: Exception) -> JSONResponse:
+    """A catalogue failure raised below the edge (a service the request needs is missing)."""
+    failure = cast(PlatformError, exc)
+    return error_response(ApiError(failure.code, failure.message), _correlation_id(request))
+
+
 async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's own 404/405 (unknown path, wrong method) and anything else it raises."""
     exc = cast(HTTPException, exc)
@@ -193,6 +199,7 @@ def _describe(problem: object) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(PlatformError, _on_platform_error)
     app.add_exception_handler(HTTPException, _on_http_exception)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unexpected)

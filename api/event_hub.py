@@ -9,11 +9,13 @@ wait. Start offsets are the high watermarks read before the replica reports read
 event produced after readiness is never missed; a waiter registers before its command is
 published, so its run's events cannot pass by unseen.
 
-Only what someone here uses is decoded (Avro to JSON): events of a run a request waits for, and
-of a tenant with a live feed client. The consumer thread judges by the ``correlation_id`` and
-``tenant_id`` headers; the rest travels on as bytes (``RawEvent``) into the recent buffer, where
-a resume, a retry or a run view decodes it if it ever needs it. Interest that arrived after the
-thread judged is caught on the event loop, which decodes such an event before routing it.
+Every event goes to the replica's buffer of recent events (``RecentEvents``), which chat
+retries, run views and feed resumes read, whether or not any feed client is connected. Only
+what someone here uses is decoded (Avro to JSON): events of a run a request waits for, and of a
+tenant with a live feed client. The consumer thread judges by the ``correlation_id`` and
+``tenant_id`` headers; the rest stays bytes (``RawEvent``) in the buffer, where a resume, a
+retry or a run view decodes it if it ever needs it. Interest that arrived after the thread
+judged is caught on the event loop, which decodes such an event before routing it.
 Messages without those headers (older producers) are decoded as they come."""
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from api.config import HUB_BATCH
 from api.metrics import EVENTS_CONSUMED, RUN_WAITERS
-from api.recent_events import Buffered, FeedEvent, Mark, Positions, RawEvent
+from api.recent_events import Buffered, FeedEvent, Mark, Positions, RawEvent, RecentEvents
 from api.run_view import envelope_json
 from streams.batches import next_batch
 from streams.envelope import Envelope
@@ -102,8 +104,11 @@ TenantInterest = Callable[[str], bool]
 
 
 class EventHub:
-    def __init__(self, bootstrap_servers: str, serde: AvroSerde, topics: list[str]) -> None:
+    def __init__(
+        self, bootstrap_servers: str, serde: AvroSerde, topics: list[str], recent: RecentEvents
+    ) -> None:
         self._bootstrap = bootstrap_servers
+        self._recent = recent
         self._serde = serde
         self._topics = topics
         self.group_id = f"api-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -181,6 +186,7 @@ class EventHub:
             self._positions[read.where] = read.next_mark
             if item is None:
                 continue
+            self._recent.add(item)
             events.append(HubEvent(item, dict(self._positions)))
             if isinstance(item, FeedEvent):
                 for watch in self._watches.get(item.correlation_id, ()):

@@ -167,11 +167,10 @@ class Feed:
         return bool(self._clients.get(tenant))
 
     def _on_events(self, events: list[HubEvent]) -> None:
-        """Every event goes to the recent buffer (for resumes); only a tenant with clients has
-        its events folded and rendered, and they arrive decoded for it."""
+        """Only a tenant with clients has its events folded and rendered, and they arrive
+        decoded for it (the hub has already put every event in the recent buffer)."""
         for hub_event in events:
             item = hub_event.item
-            self._recent.add(item)
             clients = self._clients.get(item.tenant_id)
             if not clients or not isinstance(item, FeedEvent):
                 self._runs.pop(item.correlation_id, None)  # folded afresh if a client comes
@@ -193,11 +192,7 @@ class Feed:
         return _state_message(summary) if summary.apply(item.event) else None
 
     def _folded_before(self, item: FeedEvent) -> RunSummary:
-        earlier = [
-            e.event
-            for e in self._recent.of_run(item.tenant_id, item.correlation_id)
-            if (e.where, e.offset) != (item.where, item.offset)
-        ]
+        earlier = [e.event for e in self._recent.of_run(item.tenant_id, item.correlation_id, item)]
         return RunSummary.of(earlier) or RunSummary(item.correlation_id, item.tenant_id)
 
     async def serve(self, websocket: WebSocket, tenant: str) -> None:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, WebSocket
 from api.errors import ApiError
 from api.feed import CLOSE_CODES
 from api.services import Services
+from streams.errors import PlatformError
 
 __all__ = ["router"]
 
@@ -25,8 +26,9 @@ async def live_feed(websocket: WebSocket) -> None:
         principal = services.keys.authenticate(authorization)
         feed = services.kafka().feed
     except ApiError as error:
-        unauthenticated = error.status == 401
-        code = CLOSE_CODES["unauthenticated" if unauthenticated else "unavailable"]
-        await websocket.close(code, error.message[:120])
+        await websocket.close(CLOSE_CODES["unauthenticated"], error.message[:120])
+        return
+    except PlatformError as error:
+        await websocket.close(CLOSE_CODES["unavailable"], error.message[:120])
         return
     await feed.serve(websocket, principal.tenant)

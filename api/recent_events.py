@@ -17,6 +17,7 @@ import json
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from itertools import takewhile
 from typing import Any
 
 __all__ = [
@@ -146,8 +147,12 @@ class RecentEvents:
         """The tenant's events that ``wanted`` keeps (judged before decoding), in log order."""
         return list(_decoded(e for e in self._events.get(tenant, ()) if wanted(e)))
 
-    def of_run(self, tenant: str, correlation_id: str) -> list[FeedEvent]:
-        return self.of_tenant(tenant, lambda e: e.correlation_id == correlation_id)
+    def of_run(
+        self, tenant: str, correlation_id: str, before: Buffered | None = None
+    ) -> list[FeedEvent]:
+        """The run's events, all of them or those buffered before ``before``."""
+        buffered = takewhile(lambda e: e is not before, self._events.get(tenant, ()))
+        return list(_decoded(e for e in buffered if e.correlation_id == correlation_id))
 
     def complete_from(self, tenant: str, start: Mapping[tuple[str, int], Mark]) -> Positions:
         return merged(start, self._evicted.get(tenant, {}))

@@ -15,7 +15,6 @@ from redis.asyncio import Redis
 
 from api.auth import KeyRing, Principal
 from api.config import ApiConfig
-from api.errors import ApiError
 from api.event_hub import EventHub
 from api.feed import Feed
 from api.history import EventHistory
@@ -28,7 +27,7 @@ from api.recent_events import RecentEvents
 from api.redis_client import connect_redis
 from api.settings import ApiSettings
 from streams.envelope import WriterIdentity
-from streams.errors import ErrorCode
+from streams.errors import ErrorCode, PlatformError
 from streams.wiring import serde_for, topics_for
 
 __all__ = ["Kafka", "Services", "authenticated", "running_services", "services_of"]
@@ -56,13 +55,17 @@ class Services:
     kafka_link: Kafka | None  # None without KAFKA_BOOTSTRAP_SERVERS
 
     def kafka(self) -> Kafka:
-        """The Kafka side, or 503 while there is none or its consumer is not positioned yet
-        (a reply could be missed, so no command may go out)."""
+        """The Kafka side; ``DEPENDENCY_UNAVAILABLE`` while there is none or its consumer is not
+        positioned yet (a reply could be missed, so no command may go out)."""
         if self.kafka_link is None:
-            raise ApiError(ErrorCode.DEPENDENCY_UNAVAILABLE, "KAFKA_BOOTSTRAP_SERVERS is not set")
+            raise _bus_unavailable("KAFKA_BOOTSTRAP_SERVERS is not set")
         if not self.kafka_link.hub.ready:
-            raise ApiError(ErrorCode.DEPENDENCY_UNAVAILABLE, "event bus not reachable yet")
+            raise _bus_unavailable("event bus not reachable yet")
         return self.kafka_link
+
+
+def _bus_unavailable(why: str) -> PlatformError:
+    return PlatformError(ErrorCode.DEPENDENCY_UNAVAILABLE, why)
 
 
 def services_of(request: Request) -> Services:
@@ -93,7 +96,7 @@ async def running_services(settings: ApiSettings, config: ApiConfig) -> AsyncIte
     bootstrap = settings.streams.kafka_bootstrap_servers
     if bootstrap:
         serde = serde_for(settings.streams)
-        hub = EventHub(bootstrap, serde, topics.event_topics())
+        hub = EventHub(bootstrap, serde, topics.event_topics(), recent)
         publisher = CommandPublisher(bootstrap, serde, topics, config.chat.publish_timeout_s)
         kafka = Kafka(hub, publisher, Feed(hub, recent, history, config.feed))
         hub.start()

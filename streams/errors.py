@@ -40,7 +40,7 @@ RETRYABLE: frozenset[ErrorCode] = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)  # not frozen: raising through frameworks sets ``__traceback__``
 class PlatformError(Exception):
     """A failure with a catalogue code; its ``message`` never carries secrets or raw PII."""
 

@@ -82,6 +82,10 @@ class ProviderSettings(_Strict):
 class ProvidersFile(_Strict):
     providers: dict[str, ProviderSettings]
 
+    def price(self, target: RouteTarget) -> ModelPrice | None:
+        """The configured price of ``target``'s model; None when the list has none."""
+        return self.providers[target.provider].models.get(target.model)
+
 
 # --- routing.yaml --------------------------------------------------------------------------
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from api.app import create_app
 from api.chat_mapping import command_payload, completion_of
@@ -163,3 +165,22 @@ def test_docs_name_every_error_code_and_close_code() -> None:
         assert f"`{code.value}`" in page, code
     for close in CLOSE_CODES.values():
         assert f"`{close}`" in page, close
+
+
+def test_without_an_event_bus_chat_answers_503_and_the_feed_closes_with_try_again_later() -> None:
+    app = create_app(ApiSettings(streams=Settings(), auth_mode="dev"))
+    body = {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "hi"}]}
+    with TestClient(app) as client:
+        answer = client.post("/v1/chat/completions", json=body)
+        assert answer.status_code == 503
+        assert answer.headers["x-should-retry"] == "true"
+        error = answer.json()["error"]
+        assert (error["code"], error["retryable"]) == ("DEPENDENCY_UNAVAILABLE", True)
+        assert "KAFKA_BOOTSTRAP_SERVERS" in error["message"]
+        with client.websocket_connect("/v1/ws") as websocket:
+            try:
+                websocket.receive_text()
+            except WebSocketDisconnect as closed:
+                assert closed.code == CLOSE_CODES["unavailable"]
+            else:
+                raise AssertionError("the feed should close without an event bus")

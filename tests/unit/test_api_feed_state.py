@@ -130,8 +130,11 @@ def test_undecoded_events_are_decoded_only_when_read_and_garbage_is_skipped() ->
         value = json.dumps(event("x", {"n": offset}, run=run)).encode()
         recent.add(RawEvent("e", 0, offset, offset, run, "t", value, decode))
     recent.add(RawEvent("e", 0, 4, 4, "r1", "t", b"not an event", decode))
-    recent.add(FeedEvent("e", 0, 5, 5, event("y", {}, run="r1")))
+    fifth = FeedEvent("e", 0, 5, 5, event("y", {}, run="r1"))
+    recent.add(fifth)
+    recent.add(FeedEvent("e", 0, 6, 6, event("z", {}, run="r1")))
     assert decoded == []
-    assert [e.offset for e in recent.of_run("t", "r1")] == [1, 3, 5]
+    assert [e.offset for e in recent.of_run("t", "r1")] == [1, 3, 5, 6]
     assert len(decoded) == 3, "only r1's undecoded events were decoded"
     assert recent.of_run("t", "r1")[0].event["payload"] == {"n": 1}
+    assert [e.offset for e in recent.of_run("t", "r1", before=fifth)] == [1, 3]

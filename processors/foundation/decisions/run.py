@@ -144,7 +144,7 @@ def _serve(run: _Run) -> Decisions[None]:
             yield ReleaseBudget(admission.reservation)
         raise
     usage = _usage(outcome, messages)
-    cost = cost_usd(_price(config, outcome), usage)
+    cost = cost_usd(config.providers.price(outcome.target), usage)
     yield from _settle(run, admission, usage, cost)
     answer = check_output(outcome.result.text or "", policy, policy_name)
     flags += yield from _violations(answer)
@@ -178,7 +178,7 @@ def _admit(
     primary = route.policy.primary
     prompt_tokens = count_tokens(primary.model, messages)
     tokens = prompt_tokens + request.expected_completion_tokens()
-    price = config.providers.providers[primary.provider].models.get(primary.model)
+    price = config.providers.price(primary)
     cost = cost_usd(price, Usage(prompt_tokens, request.expected_completion_tokens(), False))
     _check_request_caps(request, tokens, cost)
     now = yield from ask(Now())
@@ -263,10 +263,6 @@ def _usage(outcome: CallOutcome, messages: list[ChatMessage]) -> Usage:
         count_tokens(outcome.target.model, answer),
         reported_by_provider=False,
     )
-
-
-def _price(config: FoundationConfig, outcome: CallOutcome) -> Any:
-    return config.providers.providers[outcome.target.provider].models.get(outcome.target.model)
 
 
 def _from_cache(run: _Run, cached: CachedAnswer, flags: list[str], now: float) -> dict[str, Any]:
