@@ -31,12 +31,14 @@ from api.rate_limits import estimate_tokens
 from api.replies import known_terminal, run_events, terminal_event
 from api.services import Services, authenticated, services_of
 from api.sse import sse_chunks
+from schemas.chat_run import DELTA, FAILED, TERMINAL
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["chat"])
 ROUTE = "/v1/chat/completions"
 _WATCH_GRACE_S = 5.0
+_STREAMED = TERMINAL | {DELTA}  # what a streamed answer is made of; a plain one needs TERMINAL
 _SSE_EVENT = {  # one server-sent event (OpenAPI before 3.2 describes each event)
     "type": "object",
     "properties": {
@@ -100,6 +102,7 @@ async def chat_completions(
         claim.correlation_id,
         principal.tenant,
         deadline + _WATCH_GRACE_S,
+        wants=_STREAMED if body.stream else TERMINAL,
         on_end=slot.release,
         on_first_event=slot.started,
     )
@@ -117,7 +120,7 @@ async def chat_completions(
             )
         terminal = await terminal_event(watch, deadline, earlier)
         await settle(terminal)
-        if terminal["event_type"] == "llm.request.failed":
+        if terminal["event_type"] == FAILED:
             raise failure_of(terminal)
         return JSONResponse(completion_of(terminal).model_dump(mode="json"))
     finally:

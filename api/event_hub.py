@@ -39,7 +39,12 @@ from api.recent_events import Buffered, FeedEvent, Mark, Positions, RawEvent, Re
 from api.run_view import envelope_json
 from streams.batches import next_batch
 from streams.envelope import Envelope
-from streams.producer import CORRELATION_ID_HEADER, TENANT_ID_HEADER, header_pairs
+from streams.producer import (
+    CORRELATION_ID_HEADER,
+    MESSAGE_TYPE_HEADER,
+    TENANT_ID_HEADER,
+    header_pairs,
+)
 from streams.serde import AvroSerde, DecodeError
 
 __all__ = ["Event", "EventHub", "HubEvent", "RunWatch"]
@@ -49,6 +54,7 @@ _POLL_S = 0.1
 _METADATA_TIMEOUT_S = 2.0
 _RETRY_S = 1.0
 _SWEEP_S = 5.0
+_UNWATCHED: frozenset[str] = frozenset({"<no watch>"})
 
 Event = dict[str, Any]
 """An envelope as JSON (``run_view.envelope_json``): what every reader of the hub gets."""
@@ -65,11 +71,12 @@ class HubEvent:
 
 
 class RunWatch:
-    """One waiting request's view of one run: its events in log order, as they arrive. It
-    ends when closed or, at the latest, when ``expires_at`` (loop time) has passed, so a
-    request that vanished without closing it leaks nothing; ``on_first_event`` runs when its first
-    event arrives (admission measures queueing by it), ``on_end`` runs once when it ends
-    (a streamed response whose body never started frees its admission slot this way too)."""
+    """One waiting request's view of one run: its events of the types it ``wants`` (all when
+    None) in log order, as they arrive; the others are never decoded for it. It ends when closed
+    or, at the latest, when ``expires_at`` (loop time) has passed, so a request that vanished
+    without closing it leaks nothing; ``on_first_event`` runs when the run's first event of any
+    type arrives (admission measures queueing by it), ``on_end`` runs once when it ends (a
+    streamed response whose body never started frees its admission slot this way too)."""
 
     def __init__(
         self,
@@ -77,6 +84,7 @@ class RunWatch:
         correlation_id: str,
         tenant: str,
         expires_at: float,
+        wants: frozenset[str] | None = None,
         on_end: Callable[[], None] | None = None,
         on_first_event: Callable[[], None] | None = None,
     ) -> None:
@@ -85,8 +93,17 @@ class RunWatch:
         self.correlation_id = correlation_id
         self.tenant = tenant
         self.expires_at = expires_at
+        self.wants = wants
         self.on_end = on_end
         self.events: asyncio.Queue[Event] = asyncio.Queue()
+
+    def arrived(self, event: FeedEvent | None) -> None:
+        """An event of the run arrived: ``event`` decoded when this watch wants its type."""
+        if self.on_first_event is not None:
+            self.on_first_event()
+            self.on_first_event = None
+        if event is not None:
+            self.events.put_nowait(dict(event.event))
 
     def close(self) -> None:
         self._hub.unwatch(self)
@@ -113,6 +130,7 @@ class EventHub:
         self._topics = topics
         self.group_id = f"api-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._watches: dict[str, set[RunWatch]] = {}
+        self._wanted_types: dict[str, frozenset[str] | None] = {}  # per run, for the thread
         self._listeners: list[Listener] = []
         self._interests: list[TenantInterest] = []
         self._positions: Positions = {}
@@ -151,12 +169,15 @@ class EventHub:
         correlation_id: str,
         tenant: str,
         expires_at: float,
+        wants: frozenset[str] | None = None,
         on_end: Callable[[], None] | None = None,
         on_first_event: Callable[[], None] | None = None,
     ) -> RunWatch:
-        """Events of ``correlation_id`` (of ``tenant`` only) from now until the watch closes."""
-        watch = RunWatch(self, correlation_id, tenant, expires_at, on_end, on_first_event)
+        """Events of ``correlation_id`` (of ``tenant`` only, of the types in ``wants``, all
+        when None) from now until the watch closes."""
+        watch = RunWatch(self, correlation_id, tenant, expires_at, wants, on_end, on_first_event)
         self._watches.setdefault(correlation_id, set()).add(watch)
+        self._index_types(correlation_id)
         RUN_WAITERS.inc()
         return watch
 
@@ -168,33 +189,45 @@ class EventHub:
         watchers.discard(watch)
         if not watchers:
             del self._watches[watch.correlation_id]
+        self._index_types(watch.correlation_id)
         if watch.on_end is not None:
             watch.on_end()
 
-    def _wanted(self, correlation_id: str, tenant: str) -> bool:
-        """Someone here needs this event decoded. Only membership tests, so the consumer
-        thread may ask while the loop changes the watches."""
-        return correlation_id in self._watches or any(i(tenant) for i in self._interests)
+    def _index_types(self, correlation_id: str) -> None:
+        """What the run's watches want, replaced whole so the consumer thread reads it safely."""
+        watchers = self._watches.get(correlation_id)
+        if not watchers:
+            self._wanted_types.pop(correlation_id, None)
+            return
+        wants = [w.wants for w in watchers]
+        union = None if None in wants else frozenset().union(*(w for w in wants if w))
+        self._wanted_types[correlation_id] = union
+
+    def _wanted(self, correlation_id: str, tenant: str, event_type: str) -> bool:
+        """Someone here needs this event decoded. Only lookups of values replaced whole, so the
+        consumer thread may ask while the loop changes the watches."""
+        types = self._wanted_types.get(correlation_id, _UNWATCHED)
+        if types is not _UNWATCHED and (types is None or not event_type or event_type in types):
+            return True
+        return any(i(tenant) for i in self._interests)
 
     def _dispatch(self, items: list[Buffered]) -> None:
         """On the event loop: advance positions, then hand each event out in log order."""
         events = []
         for read in items:
             item: Buffered | None = read
-            if isinstance(read, RawEvent) and self._wanted(read.correlation_id, read.tenant_id):
+            if isinstance(read, RawEvent) and self._wanted(
+                read.correlation_id, read.tenant_id, read.event_type
+            ):
                 item = read.decoded()  # wanted since the consumer thread judged it
             self._positions[read.where] = read.next_mark
             if item is None:
                 continue
             self._recent.add(item)
             events.append(HubEvent(item, dict(self._positions)))
-            if isinstance(item, FeedEvent):
-                for watch in self._watches.get(item.correlation_id, ()):
-                    if watch.tenant == item.tenant_id:
-                        watch.events.put_nowait(dict(item.event))
-                        if watch.on_first_event is not None:
-                            watch.on_first_event()
-                            watch.on_first_event = None
+            for watch in self._watches.get(item.correlation_id, ()):
+                if watch.tenant == item.tenant_id:
+                    watch.arrived(_delivered(item, watch.wants))
         EVENTS_CONSUMED.inc(len(events))
         for listener in self._listeners:
             listener(events)
@@ -273,7 +306,10 @@ class EventHub:
                 continue
             _, millis = message.timestamp()
             micros = max(millis, 0) * 1000
-            read.append(RawEvent(topic, partition, offset, micros, *routing, value, self._json))
+            run, tenant, kind = routing
+            read.append(
+                RawEvent(topic, partition, offset, micros, run, tenant, value, self._json, kind)
+            )
         return read
 
     def _decoded(self, topic: str, partition: int, offset: int, value: bytes) -> FeedEvent | None:
@@ -296,10 +332,24 @@ class EventHub:
             return None
 
 
-def _routing(message: Message) -> tuple[str, str] | None:
-    """``(correlation_id, tenant_id)`` from the headers; None when a producer set neither."""
-    wanted = (CORRELATION_ID_HEADER, TENANT_ID_HEADER)
-    found = {k: v.decode(errors="replace") for k, v in header_pairs(message) if k in wanted}
-    if len(found) < 2:
+def _delivered(item: Buffered, wants: frozenset[str] | None) -> FeedEvent | None:
+    """``item`` as a watch wanting ``wants`` gets it: decoded, or None for a type it skips."""
+    if not isinstance(item, FeedEvent):
         return None
-    return found[CORRELATION_ID_HEADER], found[TENANT_ID_HEADER]
+    if wants is None or item.event["event_type"] in wants:
+        return item
+    return None
+
+
+def _routing(message: Message) -> tuple[str, str, str] | None:
+    """``(correlation_id, tenant_id, message_type)`` from the headers (the type empty when a
+    producer set none); None when it set neither of the first two."""
+    wanted = (CORRELATION_ID_HEADER, TENANT_ID_HEADER, MESSAGE_TYPE_HEADER)
+    found = {k: v.decode(errors="replace") for k, v in header_pairs(message) if k in wanted}
+    if CORRELATION_ID_HEADER not in found or TENANT_ID_HEADER not in found:
+        return None
+    return (
+        found[CORRELATION_ID_HEADER],
+        found[TENANT_ID_HEADER],
+        found.get(MESSAGE_TYPE_HEADER, ""),
+    )

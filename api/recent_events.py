@@ -89,6 +89,7 @@ class RawEvent(_Placed):
     tenant_id: str
     value: bytes
     decode: Callable[[bytes], Mapping[str, Any] | None]
+    event_type: str = ""  # from the message_type header; empty when a producer set none
 
     def decoded(self) -> FeedEvent | None:
         event = self.decode(self.value)

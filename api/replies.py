@@ -13,8 +13,8 @@ from api.errors import ApiError
 from api.event_hub import Event, RunWatch
 from api.idempotency import IdempotencyRecord
 from api.projections_client import ProjectionsUnavailable
-from api.run_view import TERMINAL
 from api.services import Services
+from schemas.chat_run import TERMINAL
 from streams.errors import ErrorCode
 
 __all__ = ["known_terminal", "run_events", "terminal_event"]

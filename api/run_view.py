@@ -11,11 +11,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from schemas.chat_run import FAILED, TERMINAL
 from streams.envelope import Envelope
 
-__all__ = ["TERMINAL", "RunSummary", "envelope_json"]
+__all__ = ["RunSummary", "envelope_json"]
 
-TERMINAL = frozenset({"llm.request.completed", "llm.request.failed"})
 Status = Literal["running", "completed", "failed"]
 
 
@@ -99,7 +99,7 @@ class RunSummary:
         self.ended_at = at
         self.provider, self.model = payload.get("provider"), payload.get("model")
         self.latency_ms, self.attempts = payload.get("latency_ms"), payload.get("attempts")
-        if kind == "llm.request.failed":
+        if kind == FAILED:
             self.status = "failed"
             self.error = {k: payload[k] for k in ("error_code", "message", "retryable")}
             return

@@ -19,14 +19,11 @@ from typing import Any
 
 from api.chat_mapping import completion_id, failure_of, finish_reason_of
 from api.errors import ApiError, HttpErrorCode, error_payload
+from schemas.chat_run import COMPLETED, DELTA, FAILED
 
 Event = Mapping[str, Any]
 
 __all__ = ["StreamAssembler", "sse_chunks"]
-
-DELTA = "llm.delta.generated"
-COMPLETED = "llm.request.completed"
-FAILED = "llm.request.failed"
 
 
 @dataclass

@@ -16,12 +16,12 @@ from processors.foundation.provider_pool import ProviderPool
 from processors.foundation.router import LatencyTracker
 from processors.foundation.run_log import RunFenced, RunJournal
 from processors.foundation.stores import Stores
+from schemas.chat_run import TERMINAL
 from streams.envelope import Envelope
 
 __all__ = ["ChatPipeline"]
 
 RESULT_TTL_S = 24 * 3600
-_TERMINAL = frozenset({"llm.request.completed", "llm.request.failed"})
 
 
 class ChatPipeline:
@@ -71,7 +71,7 @@ class ChatPipeline:
         run is cancelled, so no provider is called for a command this replica gave up."""
         queue: asyncio.Queue[Envelope | None] = asyncio.Queue()
         journal = RunJournal(
-            self._stores.results, command, queue.put_nowait, _TERMINAL, RESULT_TTL_S
+            self._stores.results, command, queue.put_nowait, TERMINAL, RESULT_TTL_S
         )
         task = asyncio.ensure_future(self._run(command, journal, queue.put_nowait))
         task.add_done_callback(lambda _: queue.put_nowait(None))

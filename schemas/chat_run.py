@@ -1,0 +1,13 @@
+"""The event types of a chat run that its readers act on: a run ends with exactly one of
+``TERMINAL`` (its id fixed by the command), and streams its text as ``DELTA`` events before.
+One definition for the layer that writes them and the readers that wait for them."""
+
+from __future__ import annotations
+
+__all__ = ["COMPLETED", "DELTA", "FAILED", "STARTED", "TERMINAL"]
+
+STARTED = "llm.request.started"
+DELTA = "llm.delta.generated"
+COMPLETED = "llm.request.completed"
+FAILED = "llm.request.failed"
+TERMINAL = frozenset({COMPLETED, FAILED})
