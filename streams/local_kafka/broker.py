@@ -180,7 +180,7 @@ def _server_properties(log_dir: Path, port: int, node_id: int, quorum: KRaftQuor
         # session expires (default 9 s); short sessions make crash-restart tests quick.
         "broker.heartbeat.interval.ms": "500",
         "broker.session.timeout.ms": "4000",
-        "log.segment.bytes": str(1024 * 1024),
+        "log.segment.bytes": str(64 * 1024 * 1024),
         "log.retention.check.interval.ms": "60000",
         "log.cleaner.threads": "1",
         "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
