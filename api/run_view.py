@@ -1,5 +1,5 @@
-"""A run as clients see it, folded from its events in log order: status, output or error,
-usage and cost, router decisions, guardrail flags, trace ids. One fold serves the run query
+"""A run as clients see it, folded from its events: status, output or error, usage and cost,
+router decisions, guardrail flags, trace ids. One fold serves the run query
 (``GET /v1/runs/{id}``, over the projected events) and the feed's ``run.state`` messages (over
 live ones), so both always agree."""
 
@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from schemas.chat_run import FAILED, TERMINAL
+from schemas.chat_run import COMPLETED, DELTA, FAILED, STARTED, TERMINAL
 from streams.envelope import Envelope
 
 __all__ = ["RunSummary", "envelope_json"]
@@ -44,8 +44,18 @@ def _jsonable(value: object) -> object:
     return str(value)
 
 
+_Rank = tuple[Any, ...]
+_NO_RANK: _Rank = ()
+
+
 @dataclass
 class RunSummary:
+    """The projection's rule (``projections/migrations/0002_runs.sql``) in Python, for events
+    the projector has not written yet: the outcome is the terminal event with the highest
+    (timestamp, event id), which no later non-terminal event overtakes; provider and model
+    come from the highest-ranked event naming a target; attempts, cache hit and fallback are
+    maxima. So any order of arrival, and duplicates, give the same state as ``runs_latest``."""
+
     correlation_id: str
     tenant_id: str
     status: Status | None = None  # "running" from the first event on
@@ -59,11 +69,17 @@ class RunSummary:
     provider: str | None = None
     model: str | None = None
     latency_ms: int | None = None
-    attempts: int | None = None
-    cache_hit: bool | None = None
+    attempts: int = 0
+    cache_hit: bool = False
+    fallback_used: bool = False
     router_decisions: list[dict[str, Any]] = field(default_factory=list)
     guardrail_flags: list[dict[str, Any]] = field(default_factory=list)
     trace_ids: list[str] = field(default_factory=list)
+    _started: datetime | None = field(default=None, repr=False)
+    _outcome_rank: _Rank = field(default=_NO_RANK, repr=False)
+    _target_rank: _Rank = field(default=_NO_RANK, repr=False)
+    _decisions: dict[str, tuple[_Rank, dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _flags: dict[str, tuple[_Rank, dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, events: Iterable[Mapping[str, Any]]) -> RunSummary | None:
@@ -74,36 +90,50 @@ class RunSummary:
         return summary
 
     def apply(self, event: Mapping[str, Any]) -> bool:
-        """Fold one event in; True when the status changed."""
+        """Fold one event in (in any order, any number of times); True when the status
+        changed."""
         before = self.status
         self.status = self.status or "running"
-        kind, payload = event["event_type"], event["payload"]
-        self.started_at = self.started_at or str(event["timestamp"])
+        kind, payload, event_id = event["event_type"], event["payload"], str(event["event_id"])
+        at = datetime.fromisoformat(str(event["timestamp"]))
+        if self._started is None or at < self._started:
+            self._started, self.started_at = at, str(event["timestamp"])
         trace_id = event.get("trace_id")
         if trace_id and trace_id not in self.trace_ids:
-            self.trace_ids.append(trace_id)
+            self.trace_ids = sorted([*self.trace_ids, trace_id])
+        terminal = kind in TERMINAL
+        self.attempts = max(self.attempts, _attempt_of(kind, payload))
+        self.cache_hit = self.cache_hit or _cache_hit(kind, payload)
+        self.fallback_used = self.fallback_used or _fallback(kind, payload)
+        provider, model = _target_of(kind, payload)
+        target_rank = (provider != "", terminal, at, event_id)
+        if target_rank > self._target_rank:
+            self._target_rank = target_rank
+            self.provider, self.model = provider or None, model or None
         if kind == "router.decision.made":
-            self.router_decisions.append(
-                {k: payload[k] for k in ("attempt", "route_id", "strategy", "reason")}
-                | {"provider": payload["chosen_provider"], "model": payload["chosen_model"]}
-            )
+            decision = {k: payload[k] for k in ("attempt", "route_id", "strategy", "reason")}
+            decision |= {"provider": payload["chosen_provider"], "model": payload["chosen_model"]}
+            self._decisions[event_id] = ((payload["attempt"], at, event_id), decision)
+            self.router_decisions = _in_order(self._decisions)
         elif kind == "guardrail.violation.detected":
-            self.guardrail_flags.append(
-                {k: payload[k] for k in ("stage", "policy", "rule", "action", "score")}
-            )
-        elif kind in TERMINAL:
+            flag = {k: payload[k] for k in ("stage", "policy", "rule", "action", "score")}
+            self._flags[event_id] = ((at, event_id), flag)
+            self.guardrail_flags = _in_order(self._flags)
+        elif terminal and (terminal, at, event_id) > self._outcome_rank:
+            self._outcome_rank = (terminal, at, event_id)
             self._end(kind, payload, str(event["timestamp"]))
         return self.status != before
 
     def _end(self, kind: str, payload: Mapping[str, Any], at: str) -> None:
         self.ended_at = at
-        self.provider, self.model = payload.get("provider"), payload.get("model")
-        self.latency_ms, self.attempts = payload.get("latency_ms"), payload.get("attempts")
+        self.latency_ms = payload.get("latency_ms")
         if kind == FAILED:
             self.status = "failed"
             self.error = {k: payload[k] for k in ("error_code", "message", "retryable")}
+            self.output, self.usage, self.cost_usd, self.saved_cost_usd = None, None, 0.0, 0.0
             return
         self.status = "completed"
+        self.error = None
         calls = payload.get("tool_calls_json")
         self.output = {
             "text": payload.get("output_text"),
@@ -117,7 +147,47 @@ class RunSummary:
         }
         self.cost_usd = float(payload["cost_usd"])
         self.saved_cost_usd = float(payload["saved_cost_usd"])
-        self.cache_hit = bool(payload["cache_hit"])
 
     def state(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+
+
+def _in_order(items: Mapping[str, tuple[_Rank, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [item for _, item in sorted(items.values(), key=lambda ranked: ranked[0])]
+
+
+def _target_of(kind: str, payload: Mapping[str, Any]) -> tuple[str, str]:
+    """The (provider, model) an event names, as the projection's ``event_target``."""
+    if kind == "router.decision.made":
+        return payload["chosen_provider"] or "", payload["chosen_model"] or ""
+    if kind == "router.fallback.triggered":
+        return payload["to_provider"] or "", payload["to_model"] or ""
+    if kind in _TARGETED:
+        return payload.get("provider") or "", payload.get("model") or ""
+    if kind == STARTED:
+        return "", payload.get("model") or ""
+    return "", ""
+
+
+def _attempt_of(kind: str, payload: Mapping[str, Any]) -> int:
+    if kind in TERMINAL:
+        return int(payload.get("attempts") or 0)
+    if kind in _NUMBERED:
+        return int(payload.get("attempt") or 0)
+    return 0
+
+
+def _cache_hit(kind: str, payload: Mapping[str, Any]) -> bool:
+    if kind == COMPLETED:
+        return bool(payload["cache_hit"])
+    return kind == "cache.lookup.completed" and payload.get("outcome") == "hit"
+
+
+def _fallback(kind: str, payload: Mapping[str, Any]) -> bool:
+    if kind == COMPLETED:
+        return bool(payload.get("fallback_used"))
+    return kind == "router.fallback.triggered"
+
+
+_TARGETED = frozenset({COMPLETED, FAILED, "llm.attempt.failed", DELTA})
+_NUMBERED = frozenset({"router.decision.made", "llm.attempt.failed", DELTA})

@@ -38,8 +38,9 @@ class RunView(BaseModel):
     provider: str | None
     model: str | None
     latency_ms: int | None
-    attempts: int | None
-    cache_hit: bool | None
+    attempts: int
+    cache_hit: bool
+    fallback_used: bool
     router_decisions: list[dict[str, Any]]
     guardrail_flags: list[dict[str, Any]]
     trace_ids: list[str]

@@ -3,14 +3,19 @@ idempotent run state and metrics, and the writer's exactly-once inserts."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import threading
+import uuid
 import zlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from api.run_view import RunSummary, envelope_json
 from bench.projector_workload import mixed_events
 from projections import MigrationError, table_digests
 from projections.batch import InsertGroup
@@ -166,3 +171,84 @@ def test_a_cycles_batches_go_in_one_insert_that_a_retry_completes_exactly(tmp_pa
         later = [batch_of(part, 5000, partition=p) for p, part in enumerate(by_partition)]
         assert writer.write([InsertGroup.of(later)]) == 0
         assert writer.write([InsertGroup.of([b]) for b in later]) == 0
+
+
+def test_the_api_fold_and_the_runs_projection_agree_on_every_run(tmp_path: Path) -> None:
+    """One rule for run state: the API's fold over events in any order, duplicates included,
+    gives what ``runs_latest`` gives for the same events."""
+    events = mixed_events(2500, START, seed=11)
+    events += _runs_the_workload_lacks(events)
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for envelope in events:
+        by_run.setdefault(envelope.correlation_id, []).append(envelope_json(envelope))
+    with projection_db(tmp_path) as db:
+        write(db, events, batch_size=800)
+        projected = {
+            r["correlation_id"]: r
+            for r in rows(
+                db,
+                "SELECT correlation_id, status, provider, model, attempts, cache_hit, "
+                "fallback_used, latency_ms, cost_usd, saved_cost_usd, prompt_tokens, error_code, "
+                "started_at, ended_at FROM runs_latest",
+            )
+        }
+    assert projected.keys() == by_run.keys()
+    shuffler = random.Random(2)
+    for correlation_id, run_events in by_run.items():
+        scrambled = run_events + run_events[: len(run_events) // 2]
+        shuffler.shuffle(scrambled)
+        folded = RunSummary.of(scrambled)
+        assert folded is not None
+        assert folded.state() == RunSummary.of(run_events).state()  # type: ignore[union-attr]
+        row = projected[correlation_id]
+        usage = folded.usage or {}
+        error = folded.error or {}
+        assert {
+            "status": folded.status,
+            "provider": folded.provider or "",
+            "model": folded.model or "",
+            "attempts": folded.attempts,
+            "cache_hit": int(folded.cache_hit),
+            "fallback_used": int(folded.fallback_used),
+            "latency_ms": folded.latency_ms,
+            "cost_usd": pytest.approx(folded.cost_usd, abs=1e-9),
+            "saved_cost_usd": pytest.approx(folded.saved_cost_usd, abs=1e-9),
+            "prompt_tokens": usage.get("prompt_tokens", 0),
+            "error_code": error.get("error_code", ""),
+            "started_at": _instant(folded.started_at),
+            "ended_at": _instant(folded.ended_at),
+        } == {k: v for k, v in row.items() if k != "correlation_id"} | {
+            "started_at": _instant(row["started_at"]),
+            "ended_at": _instant(row["ended_at"]),
+        }, correlation_id
+
+
+def _instant(text: object) -> datetime | None:
+    """ClickHouse's ``2026-01-01 10:00:00.123456`` and ISO text with an offset, comparable."""
+    if text is None:
+        return None
+    moment = datetime.fromisoformat(str(text))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _runs_the_workload_lacks(events: list[Envelope]) -> list[Envelope]:
+    """A completed run that also got an earlier failure (logged after it), and a run that
+    failed naming no target after its router had chosen one."""
+    completed = next(e for e in events if e.message_type == "llm.request.completed")
+    failure = next(
+        e for e in events if e.message_type == "llm.request.failed" and e.payload["provider"]
+    )
+    earlier_failure = dataclasses.replace(
+        failure,
+        message_id=str(uuid.uuid4()),
+        correlation_id=completed.correlation_id,
+        tenant_id=completed.tenant_id,
+        timestamp=completed.timestamp - timedelta(milliseconds=1),
+    )
+    untargeted = dataclasses.replace(
+        failure,
+        message_id=str(uuid.uuid4()),
+        timestamp=failure.timestamp + timedelta(milliseconds=1),
+        payload={**failure.payload, "provider": None, "model": None},
+    )
+    return [earlier_failure, untargeted]
