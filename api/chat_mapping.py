@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from api.chat_schema import (
     AssistantInput,
@@ -20,6 +20,7 @@ from api.chat_schema import (
     Usage,
 )
 from api.errors import ApiError
+from schemas.payloads import LlmRequestCompletedPayload, LlmRequestFailedPayload
 from streams.errors import ErrorCode
 
 __all__ = [
@@ -100,12 +101,12 @@ def finish_reason_of(payload: Mapping[str, Any]) -> str:
 
 def completion_of(terminal: Mapping[str, Any]) -> ChatCompletion:
     """The response for an ``llm.request.completed`` event (as JSON)."""
-    payload = terminal["payload"]
+    payload = cast(LlmRequestCompletedPayload, terminal["payload"])
     text = payload.get("output_text")
     return ChatCompletion(
         id=completion_id(terminal["correlation_id"]),
         created=created_of(terminal),
-        model=str(payload["model"]),
+        model=payload["model"],
         choices=[
             Choice(
                 index=0,
@@ -127,12 +128,12 @@ def completion_of(terminal: Mapping[str, Any]) -> ChatCompletion:
 
 def failure_of(terminal: Mapping[str, Any]) -> ApiError:
     """The error for an ``llm.request.failed`` event; its code decides the HTTP status."""
-    payload = terminal["payload"]
+    payload = cast(LlmRequestFailedPayload, terminal["payload"])
     try:
         code = ErrorCode(payload["error_code"])
     except ValueError:
         code = ErrorCode.INTERNAL
-    return ApiError(code, str(payload["message"]))
+    return ApiError(code, payload["message"])
 
 
 def _dumped(model: Any) -> Any:

@@ -9,9 +9,10 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from schemas.chat_run import COMPLETED, DELTA, FAILED, STARTED, TERMINAL
+from schemas.payloads import LlmRequestCompletedPayload, LlmRequestFailedPayload
 from streams.envelope import Envelope
 
 __all__ = ["RunSummary", "envelope_json"]
@@ -128,25 +129,33 @@ class RunSummary:
         self.ended_at = at
         self.latency_ms = payload.get("latency_ms")
         if kind == FAILED:
+            failure = cast(LlmRequestFailedPayload, payload)
             self.status = "failed"
-            self.error = {k: payload[k] for k in ("error_code", "message", "retryable")}
+            self.error = {
+                "error_code": failure["error_code"],
+                "message": failure["message"],
+                "retryable": failure["retryable"],
+            }
             self.output, self.usage, self.cost_usd, self.saved_cost_usd = None, None, 0.0, 0.0
             return
+        done = cast(LlmRequestCompletedPayload, payload)
         self.status = "completed"
         self.error = None
-        calls = payload.get("tool_calls_json")
+        calls = done.get("tool_calls_json")
         self.output = {
-            "text": payload.get("output_text"),
+            "text": done.get("output_text"),
             "tool_calls": json.loads(calls) if calls else None,
-            "finish_reason": payload.get("finish_reason"),
-            "status": payload.get("status"),
-            "safety_flags": list(payload.get("safety_flags") or []),
+            "finish_reason": done.get("finish_reason"),
+            "status": done["status"],
+            "safety_flags": list(done["safety_flags"]),
         }
         self.usage = {
-            k: int(payload[k]) for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+            "prompt_tokens": done["prompt_tokens"],
+            "completion_tokens": done["completion_tokens"],
+            "total_tokens": done["total_tokens"],
         }
-        self.cost_usd = float(payload["cost_usd"])
-        self.saved_cost_usd = float(payload["saved_cost_usd"])
+        self.cost_usd = float(done["cost_usd"])
+        self.saved_cost_usd = float(done["saved_cost_usd"])
 
     def state(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}

@@ -5,6 +5,7 @@ does not answer is a miss, one that cannot store skips the answer."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,6 +23,12 @@ from processors.foundation.decisions.payloads import cache_looked_up
 from processors.foundation.embedding import embed, to_bytes
 from processors.foundation.providers import ChatMessage
 from processors.foundation.request import ParsedRequest, exact_cache_key
+from schemas.payloads import (
+    CacheKind,
+    CacheLookupCompletedPayload,
+    CacheOutcome,
+    LlmRequestCompletedPayload,
+)
 
 __all__ = ["CACHED_FIELDS", "CacheKeys", "CachedAnswer", "find_answer", "keep_answer"]
 
@@ -79,15 +86,15 @@ def find_answer(
             answer = CachedAnswer(json.loads(found))
             yield Emit("cache.lookup.completed", _hit("exact", keys, answer))
             return answer
-        outcome = "error" if found is UNAVAILABLE else "miss"
+        outcome: CacheOutcome = "error" if found is UNAVAILABLE else "miss"
         yield Emit("cache.lookup.completed", cache_looked_up("exact", outcome, keys.exact))
     if not route.cache.semantic:
         return None
     similar = FindSimilar(keys.scope, embed(keys.prompt), route.cache.semantic_threshold, now)
     hit = yield from ask(similar)
     if hit is None or hit is UNAVAILABLE:
-        outcome = "error" if hit is UNAVAILABLE else "miss"
-        yield Emit("cache.lookup.completed", cache_looked_up("semantic", outcome, keys.exact))
+        missed: CacheOutcome = "error" if hit is UNAVAILABLE else "miss"
+        yield Emit("cache.lookup.completed", cache_looked_up("semantic", missed, keys.exact))
         return None
     answer = CachedAnswer(json.loads(hit.answer))
     yield Emit("cache.lookup.completed", _hit("semantic", keys, answer, hit.similarity))
@@ -95,18 +102,23 @@ def find_answer(
 
 
 def keep_answer(
-    route: Route, request: ParsedRequest, keys: CacheKeys, completed: dict[str, Any], now: float
+    route: Route,
+    request: ParsedRequest,
+    keys: CacheKeys,
+    completed: LlmRequestCompletedPayload,
+    now: float,
 ) -> Decisions[None]:
     if request.bypass_cache or not (route.cache.exact or route.cache.semantic):
         return
-    entry = json.dumps({k: completed[k] for k in CACHED_FIELDS}).encode()
+    fields: Mapping[str, Any] = completed
+    entry = json.dumps({k: fields[k] for k in CACHED_FIELDS}).encode()
     semantic = (keys.scope, to_bytes(embed(keys.prompt))) if route.cache.semantic else None
     exact = keys.exact if route.cache.exact else None
     yield StoreAnswer(exact, semantic, entry, route.cache.ttl_s, now)
 
 
 def _hit(
-    cache: str, keys: CacheKeys, answer: CachedAnswer, similarity: float | None = None
-) -> dict[str, Any]:
+    cache: CacheKind, keys: CacheKeys, answer: CachedAnswer, similarity: float | None = None
+) -> CacheLookupCompletedPayload:
     saved = answer.fields["cost_usd"]
     return cache_looked_up(cache, "hit", keys.exact, saved, similarity)

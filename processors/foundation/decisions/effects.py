@@ -8,7 +8,7 @@ how its store fails (open or closed) where it is made."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final, Generic, TypeVar
@@ -81,7 +81,7 @@ class Emit(Effect[None]):
     """A decided event; it is logged, then sent, at the next ``Checkpoint``."""
 
     event_type: str
-    payload: dict[str, Any]
+    payload: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class EmitLive(Effect[None]):
     """An event sent at once and never logged (a stream's deltas), under an id of its own."""
 
     event_type: str
-    payload: dict[str, Any]
+    payload: Mapping[str, Any]
     slot: str
 
 

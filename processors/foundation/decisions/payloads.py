@@ -10,6 +10,21 @@ from processors.foundation.guardrails import Violation
 from processors.foundation.providers import ChatResult, ProviderError, Usage
 from processors.foundation.router import Candidate, target_key
 from processors.foundation.stores import Transition
+from schemas.payloads import (
+    BreakerStateChangedPayload,
+    BudgetCheckCompletedPayload,
+    BudgetDecision,
+    CacheKind,
+    CacheLookupCompletedPayload,
+    CacheOutcome,
+    GuardrailViolationDetectedPayload,
+    LlmAttemptFailedPayload,
+    LlmDeltaGeneratedPayload,
+    LlmRequestCompletedPayload,
+    LlmRequestFailedPayload,
+    RouterDecisionMadePayload,
+    RouterFallbackTriggeredPayload,
+)
 from streams.errors import PlatformError
 
 __all__ = [
@@ -26,7 +41,7 @@ __all__ = [
 ]
 
 
-def failed(error: PlatformError, latency_ms: int, attempts: int) -> dict[str, Any]:
+def failed(error: PlatformError, latency_ms: int, attempts: int) -> LlmRequestFailedPayload:
     return {
         "error_code": error.code.value,
         "message": error.message,
@@ -50,7 +65,7 @@ def completed(
     fallback_used: bool,
     flags: list[str],
     degraded: bool,
-) -> dict[str, Any]:
+) -> LlmRequestCompletedPayload:
     return {
         "provider": target.provider,
         "model": target.model,
@@ -72,12 +87,12 @@ def completed(
 
 
 def cache_looked_up(
-    cache: str,
-    outcome: str,
+    cache: CacheKind,
+    outcome: CacheOutcome,
     key: str,
     saved_cost_usd: float = 0.0,
     similarity: float | None = None,
-) -> dict[str, Any]:
+) -> CacheLookupCompletedPayload:
     return {
         "cache": cache,
         "outcome": outcome,
@@ -88,8 +103,12 @@ def cache_looked_up(
 
 
 def budget_checked(
-    decision: str, tokens: int, cost: float, window: str | None = None, reason: str | None = None
-) -> dict[str, Any]:
+    decision: BudgetDecision,
+    tokens: int,
+    cost: float,
+    window: str | None = None,
+    reason: str | None = None,
+) -> BudgetCheckCompletedPayload:
     return {
         "decision": decision,
         "policy": "budgets.yaml",
@@ -102,7 +121,7 @@ def budget_checked(
     }
 
 
-def violation_detected(violation: Violation) -> dict[str, Any]:
+def violation_detected(violation: Violation) -> GuardrailViolationDetectedPayload:
     return {
         "stage": violation.stage,
         "policy": violation.policy,
@@ -114,7 +133,9 @@ def violation_detected(violation: Violation) -> dict[str, Any]:
     }
 
 
-def fallback_triggered(previous: RouteTarget, target: RouteTarget, reason: str) -> dict[str, Any]:
+def fallback_triggered(
+    previous: RouteTarget, target: RouteTarget, reason: str
+) -> RouterFallbackTriggeredPayload:
     return {
         "from_provider": previous.provider,
         "from_model": previous.model,
@@ -131,7 +152,7 @@ def decision_made(
     chosen: RouteTarget,
     reason: str,
     attempt: int,
-) -> dict[str, Any]:
+) -> RouterDecisionMadePayload:
     return {
         "route_id": route.id,
         "strategy": route.strategy,
@@ -153,7 +174,7 @@ def decision_made(
 
 def attempt_failed(
     target: RouteTarget, attempt: int, error: ProviderError, latency_ms: int
-) -> dict[str, Any]:
+) -> LlmAttemptFailedPayload:
     return {
         "provider": target.provider,
         "model": target.model,
@@ -174,7 +195,7 @@ def delta_generated(
     tool_calls: list[dict[str, Any]] | None,
     target: RouteTarget,
     attempt: int,
-) -> dict[str, Any]:
+) -> LlmDeltaGeneratedPayload:
     return {
         "index": index,
         "text": text or None,
@@ -185,7 +206,7 @@ def delta_generated(
     }
 
 
-def breaker_changed(target: RouteTarget, transition: Transition) -> dict[str, Any]:
+def breaker_changed(target: RouteTarget, transition: Transition) -> BreakerStateChangedPayload:
     return {
         "provider": target.provider,
         "model": target.model,
