@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import uvicorn
 
 from api.app import create_app
-from api.auth import hash_key, new_key
+from api.auth import LOCAL_DEV_KEY, hash_key, local_dev_key_allowed, new_key
+from api.config import load_api_config
 from api.settings import ApiSettings
 from streams.log_format import configure_json_logging
 
@@ -30,7 +32,26 @@ def main() -> None:
         return
     settings = ApiSettings.from_env()
     configure_json_logging(settings.streams.log_level)  # uvicorn's loggers too (log_config=None)
+    print(_banner(settings), file=sys.stderr, flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+
+
+def _banner(settings: ApiSettings) -> str:
+    """Where the API listens and how a first call authenticates, for the person who started it."""
+    url = f"http://{settings.host}:{settings.port}"
+    lines = [f"API: {url} (OpenAI-compatible: {url}/v1/chat/completions, live feed {url}/v1/ws)"]
+    config = load_api_config(settings.config_path)
+    if settings.auth_mode == "dev":
+        lines.append("auth: API_AUTH_MODE=dev, requests without a key are the dev tenant's")
+    elif local_dev_key_allowed(config, settings.host):
+        lines.append(
+            f"auth: no keys in {settings.config_path.name}; on this loopback address the key "
+            f"'{LOCAL_DEV_KEY}' is the dev tenant's (curl -H 'Authorization: Bearer "
+            f"{LOCAL_DEV_KEY}' ...). Configure keys before listening on another address."
+        )
+    elif not config.auth.keys:
+        lines.append(f"auth: no keys in {settings.config_path.name}: every call is refused (401)")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -4,15 +4,17 @@ the tenant every read and write of the request is scoped to."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 from dataclasses import dataclass
 
 from api.config import ApiConfig, RateLimits
 from api.errors import ApiError, HttpErrorCode
 
-__all__ = ["KeyRing", "Principal", "hash_key", "new_key"]
+__all__ = ["LOCAL_DEV_KEY", "KeyRing", "Principal", "hash_key", "local_dev_key_allowed", "new_key"]
 
 _KEY_PREFIX = "sk-plat-"
+LOCAL_DEV_KEY = "local-dev"
 
 
 @dataclass(frozen=True)
@@ -31,18 +33,36 @@ def new_key() -> str:
     return _KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+def local_dev_key_allowed(config: ApiConfig, host: str) -> bool:
+    """The key ``local-dev`` works only while no key is configured and the API listens on a
+    loopback address: a first call needs no file edited, and nothing else can reach it."""
+    if config.auth.keys:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class KeyRing:
     """Keys from ``configs/api.yaml``. In dev mode a request *without* a key is the dev
-    tenant's; a key that is presented must still be valid, so a typo never goes unnoticed."""
+    tenant's; a key that is presented must still be valid, so a typo never goes unnoticed.
+    With ``local_dev`` the key ``local-dev`` is the dev tenant's too (``local_dev_key_allowed``
+    says when)."""
 
-    def __init__(self, config: ApiConfig, dev_mode: bool) -> None:
+    def __init__(self, config: ApiConfig, dev_mode: bool, local_dev: bool = False) -> None:
         self._by_hash = {
             key.sha256: Principal(key.id, key.tenant, key.limits or config.limits.default)
             for key in config.auth.keys
         }
-        self._dev = (
-            Principal("dev", config.auth.dev.tenant, config.limits.default) if dev_mode else None
-        )
+        dev = Principal("dev", config.auth.dev.tenant, config.limits.default)
+        self._dev = dev if dev_mode else None
+        if local_dev:
+            self._by_hash[hash_key(LOCAL_DEV_KEY)] = Principal(
+                LOCAL_DEV_KEY, dev.tenant, dev.limits
+            )
 
     def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:

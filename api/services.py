@@ -13,7 +13,7 @@ from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
-from api.auth import KeyRing, Principal
+from api.auth import KeyRing, Principal, local_dev_key_allowed
 from api.config import ApiConfig
 from api.event_hub import EventHub
 from api.feed import Feed
@@ -105,7 +105,11 @@ async def running_services(settings: ApiSettings, config: ApiConfig) -> AsyncIte
         yield Services(
             settings=settings,
             config=config,
-            keys=KeyRing(config, settings.auth_mode == "dev"),
+            keys=KeyRing(
+                config,
+                settings.auth_mode == "dev",
+                local_dev_key_allowed(config, settings.host),
+            ),
             limiter=RedisRateLimiter(redis) if redis else MemoryRateLimiter(),
             idempotency=RedisIdempotencyStore(redis, ttl) if redis else MemoryIdempotencyStore(ttl),
             projections=projections,

@@ -66,6 +66,12 @@ def _run(projection: ProjectionSettings, settings: Settings, args: argparse.Name
     server = QueryServer(
         store.reader(projection.database), projection.database, projection.query_port, replay
     ).start()
+    print(
+        f"ClickHouse SQL (read-only, database {projection.database}): "
+        f"http://127.0.0.1:{projection.query_port} or python -m projections sql 'SELECT ...'",
+        file=sys.stderr,
+        flush=True,
+    )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: projector.stop())
     try:

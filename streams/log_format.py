@@ -25,9 +25,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+_LIBRARY_REQUEST_LOGGERS = ("httpx", "httpcore")
+
+
 def configure_json_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for chatty in _LIBRARY_REQUEST_LOGGERS:  # a line per HTTP request says nothing to a person
+        logging.getLogger(chatty).setLevel(max(root.level, logging.WARNING))

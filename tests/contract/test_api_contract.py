@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
@@ -184,3 +185,26 @@ def test_without_an_event_bus_chat_answers_503_and_the_feed_closes_with_try_agai
                 assert closed.code == CLOSE_CODES["unavailable"]
             else:
                 raise AssertionError("the feed should close without an event bus")
+
+
+@pytest.mark.parametrize(
+    ("host", "key", "status"),
+    [
+        ("127.0.0.1", "local-dev", 503),  # past auth: only the missing event bus stops it
+        ("::1", "local-dev", 503),
+        ("127.0.0.1", "local-dev-typo", 401),
+        ("127.0.0.1", None, 401),
+        ("0.0.0.0", "local-dev", 401),  # noqa: S104 - a non-loopback address never admits it
+    ],
+)
+def test_the_local_dev_key_opens_only_a_loopback_api_with_no_keys_configured(
+    host: str, key: str | None, status: int, tmp_path: Path
+) -> None:
+    config = tmp_path / "api.yaml"
+    config.write_text("auth:\n  keys: []\n")
+    app = create_app(ApiSettings(streams=Settings(), host=host, config_path=config))
+    body = {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    with TestClient(app) as client:
+        answer = client.post("/v1/chat/completions", json=body, headers=headers)
+    assert answer.status_code == status, answer.text

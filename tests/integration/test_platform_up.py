@@ -78,7 +78,7 @@ def test_up_runs_broker_topics_and_api_then_stops_cleanly(tmp_path: Path) -> Non
         stderr=subprocess.STDOUT,
     )
     try:
-        output = wait_for_lines(process, ["Uvicorn running on", "query endpoint on"], 120)
+        output = wait_for_lines(process, ["Uvicorn running on", "query endpoint on", "auth: "], 120)
         assert f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{kafka_port}" in "".join(output)
         base = f"http://127.0.0.1:{api_port}"
         assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
@@ -89,6 +89,15 @@ def test_up_runs_broker_topics_and_api_then_stops_cleanly(tmp_path: Path) -> Non
         )
         metrics = httpx.get(f"{base}/metrics")
         assert metrics.status_code == 200 and "# TYPE" in metrics.text
+        assert "the key 'local-dev' is the dev tenant's" in "".join(output)
+        first_call = httpx.post(  # README's "First call", as a newcomer copies it
+            f"{base}/v1/chat/completions",
+            headers={"Authorization": "Bearer local-dev"},
+            json={"messages": [{"role": "user", "content": "Hello"}]},
+            timeout=60,
+        )
+        assert first_call.status_code == 200, first_call.text
+        assert first_call.json()["choices"][0]["message"]["content"]
         assert any((tmp_path / "chdb").iterdir()), "chDB is not under the data dir"
     finally:
         process.send_signal(signal.SIGTERM)

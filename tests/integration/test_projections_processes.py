@@ -105,6 +105,7 @@ def test_sigterm_finishes_commits_and_exits_0_and_the_sql_cli_only_reads(
         )
         table = cli("sql", data, bootstrap, topics, port, "SELECT count() AS n FROM events")
         assert table.returncode == 0, table.stderr
+        assert "HTTP Request" not in table.stderr, "a person reads this, not library logs"
         assert table.stdout.splitlines()[0].strip() == "n"
         assert table.stdout.splitlines()[2].strip() == str(len(events))
         refused = cli("sql", data, bootstrap, topics, port, "DROP TABLE events")

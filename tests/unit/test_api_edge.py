@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from api.auth import KeyRing, hash_key, new_key
+from api.auth import LOCAL_DEV_KEY, KeyRing, hash_key, local_dev_key_allowed, new_key
 from api.chat_schema import ChatCompletionRequest
 from api.config import ApiConfig, RateLimits, load_api_config
 from api.errors import ApiError, HttpErrorCode, status_of
@@ -40,6 +40,19 @@ def test_keys_are_looked_up_by_hash_and_dev_mode_only_admits_keyless_calls() -> 
     assert dev.authenticate(None).tenant == "default"
     with pytest.raises(ApiError):
         dev.authenticate("Bearer typo")  # a presented key must still be valid
+
+
+def test_the_local_dev_key_needs_loopback_and_no_configured_keys() -> None:
+    empty = ApiConfig.model_validate({})
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        assert local_dev_key_allowed(empty, host), host
+    for host in ("0.0.0.0", "10.0.0.5", "::", "api.example.com"):  # noqa: S104
+        assert not local_dev_key_allowed(empty, host), host
+    assert not local_dev_key_allowed(config_with_key(new_key()), "127.0.0.1")
+    ring = KeyRing(empty, dev_mode=False, local_dev=True)
+    assert ring.authenticate(f"Bearer {LOCAL_DEV_KEY}").tenant == "default"
+    with pytest.raises(ApiError):
+        KeyRing(empty, dev_mode=False).authenticate(f"Bearer {LOCAL_DEV_KEY}")
 
 
 def test_every_code_has_a_status_and_retryable_matches_the_catalogue() -> None:
