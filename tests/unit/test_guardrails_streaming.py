@@ -89,6 +89,24 @@ def test_a_long_answer_streams_in_pieces_behind_a_bounded_hold_back() -> None:
     assert not any("ada@" in piece or "7946" in piece for piece in pieces)
 
 
+def test_text_with_no_number_near_its_end_is_held_back_by_its_last_word_only() -> None:
+    guard = StreamGuard(DEFAULT)
+    first = guard.push("Sure: here is the answer you asked for, in three short parts. First")
+    assert first == "Sure: here is the answer you asked for, in three short parts. "
+    words = StreamGuard(DEFAULT).push("tok1 tok2 tok3 tok4 tok5 tok6 tok7")
+    assert words == "tok1 tok2 tok3 tok4 tok5 tok6 ", "single digits between letters are no number"
+
+
+def test_a_number_arriving_in_pieces_is_held_from_its_first_digit() -> None:
+    for head, rest in (("call 415 55", "5 0123 today"), ("card x4111 1111 ", "1111 1111 ok")):
+        guard = StreamGuard(DEFAULT)
+        first = guard.push(head)
+        assert not any(digit in first for digit in "0123456789"), first
+        whole = first + guard.push(rest) + guard.finish()
+        assert whole == check_output(head + rest, DEFAULT, "p").text
+        assert "REDACTED" in whole
+
+
 def test_the_longest_spaced_finding_is_never_split_by_the_hold_back() -> None:
     compact = "MT84MALT011000012345MTLCAST001S"  # the longest IBAN, one space per character
     text = f"Pay to {compact[:4]}{''.join(' ' + c for c in compact[4:])} by Friday." + FILLER

@@ -389,6 +389,11 @@ def find_pii(text: str, entities: Iterable[PiiEntity]) -> list[PiiFinding]:
 # characters with single spaces between them + 1. Every other pattern (emails, IPs, SSNs,
 # keys, tokens, an assigned secret's value) is one run of non-whitespace characters.
 _SPACED_REACH: dict[PiiEntity, int] = {"phone": 48, "credit_card": 40, "iban": 68}
+# Phones and cards are made of these characters only, and need this many digits at least.
+_PHONE_OR_CARD_CHARS = frozenset("0123456789 ()+.-")
+_LEAST_DIGITS: dict[PiiEntity, int] = {"phone": 8, "credit_card": 13}
+# Where an IBAN could begin (its country and check digits), whatever follows.
+_IBAN_OPENING = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}")
 # A private-key block spans lines up to its END line: open while that line has not come, or
 # while its header is still arriving.
 _OPEN_PRIVATE_KEY = re.compile(
@@ -400,16 +405,54 @@ def settled_length(text: str, entities: Iterable[PiiEntity]) -> int:
     """How much of ``text``'s start keeps its findings whatever is appended to it, so a stream
     may release that much. Unsettled: the trailing run of non-whitespace (a finding without
     whitespace grows while it touches the end, however long: a token, a URL-borne email), an
-    unfinished private-key block, and the last reach of a spaced pattern, taken twice because
-    a finding that changes can free a shorter candidate it overlapped, one reach further."""
+    unfinished private-key block, and what a spaced pattern (phone, card, IBAN) could still
+    read (``_spaced_settled``)."""
     wanted = set(entities)
     if not wanted:
         return len(text)
-    reach = max((_SPACED_REACH.get(entity, 0) for entity in wanted), default=0)
     run = len(text)
     while run and not text[run - 1].isspace():
         run -= 1
-    settled = min(run, len(text) - reach) - reach
+    settled = min(run, _spaced_settled(text, wanted, run))
     if "secret" in wanted and (block := _OPEN_PRIVATE_KEY.search(text)) is not None:
         settled = min(settled, block.start())
     return max(settled, 0)
+
+
+def _spaced_settled(text: str, wanted: set[PiiEntity], run: int) -> int:
+    """Where the spaced patterns leave ``text`` settled. Where a candidate may be near the end
+    (an IBAN's opening, or a run of phone-and-card characters with enough digits for one, in
+    the last two reaches), the last reach, taken twice because a finding that changes can free
+    a shorter candidate it overlapped, one reach further. Else only the trailing run of
+    phone-and-card characters while it holds a digit (it may still grow into a number), from
+    the start of the word it continues."""
+    reaches = [_SPACED_REACH[e] for e in wanted if e in _SPACED_REACH]
+    if not reaches:
+        return len(text)
+    reach = max(reaches)
+    window = max(len(text) - 2 * reach, 0)
+    conservative = min(run, len(text) - reach) - reach
+    if "iban" in wanted and _IBAN_OPENING.search(text, max(window - 3, 0)):
+        return conservative
+    least = min((_LEAST_DIGITS[e] for e in wanted if e in _LEAST_DIGITS), default=None)
+    if least is None:
+        return len(text)
+    start = window
+    while start and text[start - 1] in _PHONE_OR_CARD_CHARS:
+        start -= 1
+    digits = 0
+    for char in text[start:]:
+        if char not in _PHONE_OR_CARD_CHARS:
+            digits = 0
+        elif char.isdigit():
+            digits += 1
+            if digits >= least:
+                return conservative
+    tail = len(text)
+    while tail and text[tail - 1] in _PHONE_OR_CARD_CHARS:
+        tail -= 1
+    if not any(char.isdigit() for char in text[tail:]):
+        return len(text)
+    while tail and not text[tail - 1].isspace():
+        tail -= 1  # a word the number continues (a token ending in digits) is held with it
+    return tail
