@@ -46,6 +46,7 @@ class LoadPlan:
     start_at: float | None = None  # time.monotonic() of request 0, shared by all procs
     max_tokens: int = 64
     label: str = "bench"
+    distinct_prompts: int = 0  # 0: every prompt unique; N: request i asks prompt i mod N
 
     def schedule(self) -> list[tuple[int, float, bool]]:
         """(index, due offset from start in seconds, is warmup) for this process's share."""
@@ -53,11 +54,18 @@ class LoadPlan:
         total = warm + round(self.duration * self.rate)
         return [(i, i / self.rate, i < warm) for i in range(self.proc_index, total, self.procs)]
 
+    def prompt_of(self, index: int) -> int:
+        return index % self.distinct_prompts if self.distinct_prompts else index
+
     def body(self, index: int) -> bytes:
         payload: dict[str, object] = {
             "model": self.model,
             "messages": [
-                {"role": "user", "content": f"{self.label} request {index}: write a short answer"}
+                {
+                    "role": "user",
+                    "content": f"{self.label} request {self.prompt_of(index)}: "
+                    "write a short answer",
+                }
             ],
             "max_tokens": self.max_tokens,
             "stream": self.stream,
@@ -187,6 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--proc-index", type=int, default=0)
     parser.add_argument("--start-at", type=float, help="time.monotonic() of request 0")
     parser.add_argument("--label", default="bench", help="prefix of every prompt")
+    parser.add_argument(
+        "--distinct-prompts", type=int, default=0, help="0: all unique; N: repeat N prompts"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     plan = LoadPlan(
@@ -201,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         proc_index=args.proc_index,
         start_at=args.start_at,
         label=args.label,
+        distinct_prompts=args.distinct_prompts,
     )
     result = uvloop.run(run(plan))
     args.out.write_text(json.dumps(result))

@@ -84,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--loadgen-procs", type=int, default=1, help="generator processes")
     parser.add_argument(
+        "--distinct-prompts",
+        type=int,
+        default=0,
+        help="0 (default): every prompt unique, no cache can answer; N: the load repeats N "
+        "prompts per phase, so a gateway with an answer cache serves all but N from it",
+    )
+    parser.add_argument(
         "--contender-warmup",
         type=float,
         default=0.0,
@@ -278,6 +285,7 @@ def _phase(
                         "--label": f"{contender.name}-{mode}-{rate:g}{warm_label}",
                         "--out": out,
                         "--stream": stream,
+                        "--distinct-prompts": args.distinct_prompts,
                     }
                 ),
                 *(
