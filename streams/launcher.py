@@ -2,7 +2,8 @@
 
 Starts a local Kafka broker unless ``KAFKA_BOOTSTRAP_SERVERS`` names one, creates the catalog's
 topics, then runs every processor and service of ``configs/platform.yaml`` and restarts any that
-dies. SIGTERM/Ctrl-C stops the children first, then the broker it started."""
+dies. SIGTERM/Ctrl-C stops the children first, then the broker it started; if the launcher
+itself is killed (SIGKILL), every child and the broker get SIGTERM from the kernel."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from confluent_kafka.admin import AdminClient
 from pydantic import BaseModel, ConfigDict, Field
 
 from streams.config import load_config
+from streams.local_jvm import die_with_parent
 from streams.local_kafka import LocalKafka
 from streams.settings import Settings
 from streams.topics import CONFIG_ROOT, ensure_topics
@@ -64,7 +66,7 @@ def run_platform(settings: Settings, data_dir: Path, kafka_port: int) -> int:
     broker = None
     bootstrap = settings.kafka_bootstrap_servers
     if not bootstrap:
-        broker = LocalKafka(data_dir / "kafka", kafka_port)
+        broker = LocalKafka(data_dir / "kafka", kafka_port, tied_to_parent=True)
         broker.start()
         bootstrap = broker.bootstrap_servers
     try:
@@ -119,6 +121,10 @@ def _start(name: str, child: _Child, env: dict[str, str]) -> None:
             return  # crash-looping: wait for the backoff before the next try
         child.restarts += 1
         print(f"{name} exited with {code}; restart #{child.restarts}", file=sys.stderr, flush=True)
-    child.process = subprocess.Popen(child.argv, env=env)  # noqa: S603 - argv from our config
+    child.process = subprocess.Popen(  # noqa: S603 - argv from our config
+        child.argv,
+        env=env,
+        preexec_fn=die_with_parent,  # forked from the launcher's main thread, which it outlives
+    )
     child.started_at = time.monotonic()
     print(f"started {name} (pid {child.process.pid})", flush=True)

@@ -8,6 +8,7 @@ package keeps raising only its public error.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
 import shutil
@@ -26,6 +27,7 @@ __all__ = [
     "JvmService",
     "Service",
     "cache_root",
+    "die_with_parent",
     "fetch_once",
     "find_java",
     "find_tool",
@@ -127,6 +129,18 @@ def tail(text: str, lines: int = _TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """A ``preexec_fn``: the child gets SIGTERM when the thread that started it ends, so a
+    launcher killed with SIGKILL leaves nothing running. Start the child from a thread that
+    lives as long as the parent (the main thread)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+
 def stop_process_group(proc: subprocess.Popen[bytes], sig: signal.Signals, timeout: float) -> None:
     """Signal proc's whole process group (the JVM may fork); SIGKILL it if sig is not enough."""
     if proc.poll() is not None:
@@ -173,10 +187,13 @@ class JvmService(Service):
     _error: ClassVar[type[Exception]]
     _noun: ClassVar[str]
 
-    def __init__(self, log_file: Path, *, heap: str, start_timeout: float) -> None:
+    def __init__(
+        self, log_file: Path, *, heap: str, start_timeout: float, tied_to_parent: bool = False
+    ) -> None:
         self._log_file = log_file
         self._heap = heap
         self._start_timeout = start_timeout
+        self._tied_to_parent = tied_to_parent
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -212,6 +229,7 @@ class JvmService(Service):
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: Ctrl-C in a shell reaches us, not it
+                preexec_fn=die_with_parent if self._tied_to_parent else None,
             )
         try:
             self._wait_ready(self._proc)

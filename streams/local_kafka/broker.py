@@ -228,13 +228,19 @@ class LocalKafka(jvm.JvmService):
         start_timeout: float = 60.0,
         quorum: KRaftQuorum | None = None,
         node_id: int = 1,
+        tied_to_parent: bool = False,
     ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="local-kafka-")
             data_dir = self._tmp.name
         self.data_dir = Path(data_dir).resolve()
-        super().__init__(self.data_dir / "broker.log", heap=heap, start_timeout=start_timeout)
+        super().__init__(
+            self.data_dir / "broker.log",
+            heap=heap,
+            start_timeout=start_timeout,
+            tied_to_parent=tied_to_parent,  # SIGTERM when its starter dies (local_jvm)
+        )
         free = jvm.free_ports(2)
         self.port = port or free[0]
         self.quorum = quorum or KRaftQuorum.create([free[1]])

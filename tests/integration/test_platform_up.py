@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -49,34 +50,45 @@ def ready_or_last(url: str, within_s: float) -> httpx.Response:
         time.sleep(0.05)  # poll interval of a bounded wait, not a synchronisation
 
 
-def test_up_runs_broker_topics_and_api_then_stops_cleanly(tmp_path: Path) -> None:
-    api_port, kafka_port, query_port = free_port(), free_port(), free_port()
+@dataclass(frozen=True)
+class Ports:
+    api: int
+    kafka: int
+    query: int
+
+
+def start_platform(data_dir: Path) -> tuple[subprocess.Popen[bytes], Ports]:
+    """``python -m streams up`` as README's first command runs it, on free ports."""
+    ports = Ports(free_port(), free_port(), free_port())
     unset = ("KAFKA_BOOTSTRAP_SERVERS", "PROJECTIONS_DATA_DIR", "CLICKHOUSE_URL")
     env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
         {
-            "API_GATEWAY_PORT": str(api_port),
-            "PROJECTIONS_QUERY_PORT": str(query_port),
-            "PROJECTIONS_QUERY_URL": f"http://127.0.0.1:{query_port}",
+            "API_GATEWAY_PORT": str(ports.api),
+            "PROJECTIONS_QUERY_PORT": str(ports.query),
+            "PROJECTIONS_QUERY_URL": f"http://127.0.0.1:{ports.query}",
             "PYTHONUNBUFFERED": "1",
         }
     )
+    argv = ["-m", "streams", "up", "--data-dir", str(data_dir), "--kafka-port", str(ports.kafka)]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streams",
-            "up",
-            "--data-dir",
-            str(tmp_path),
-            "--kafka-port",
-            str(kafka_port),
-        ],
+        [sys.executable, *argv],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    return process, ports
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_runs_broker_topics_and_api_then_stops_cleanly(tmp_path: Path) -> None:
+    process, ports = start_platform(tmp_path)
+    api_port, kafka_port = ports.api, ports.kafka
     try:
         output = wait_for_lines(process, ["Uvicorn running on", "query endpoint on", "auth: "], 120)
         assert f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{kafka_port}" in "".join(output)
@@ -103,5 +115,18 @@ def test_up_runs_broker_topics_and_api_then_stops_cleanly(tmp_path: Path) -> Non
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=90)
     assert code == 0
-    with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", kafka_port)) != 0, "the broker outlived the platform"
+    assert not listening(kafka_port), "the broker outlived the platform"
+
+
+def test_a_launcher_killed_outright_leaves_no_broker_or_service_behind(tmp_path: Path) -> None:
+    process, ports = start_platform(tmp_path)
+    try:
+        wait_for_lines(process, ["Uvicorn running on", "query endpoint on"], 120)
+        assert listening(ports.kafka) and listening(ports.api)
+    finally:
+        process.kill()  # SIGKILL: no handler runs, only the kernel's parent-death signal
+        process.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    while any(listening(port) for port in (ports.kafka, ports.api, ports.query)):
+        assert time.monotonic() < deadline, "a child of the killed launcher is still serving"
+        time.sleep(0.1)  # poll interval of a bounded wait, not a synchronisation
