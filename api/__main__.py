@@ -39,7 +39,10 @@ def main() -> None:
 def _banner(settings: ApiSettings) -> str:
     """Where the API listens and how a first call authenticates, for the person who started it."""
     url = f"http://{settings.host}:{settings.port}"
-    lines = [f"API: {url} (OpenAI-compatible: {url}/v1/chat/completions, live feed {url}/v1/ws)"]
+    lines = [
+        f"API: {url} (OpenAI-compatible: {url}/v1/chat/completions, live feed {url}/v1/ws, "
+        f"metrics {url}/metrics)"
+    ]
     config = load_api_config(settings.config_path)
     if settings.auth_mode == "dev":
         lines.append("auth: API_AUTH_MODE=dev, requests without a key are the dev tenant's")
