@@ -3,7 +3,7 @@
 Starts a local Kafka broker unless ``KAFKA_BOOTSTRAP_SERVERS`` names one, creates the catalog's
 topics, then runs every processor and service of ``configs/platform.yaml`` and restarts any that
 dies. SIGTERM/Ctrl-C stops the children first, then the broker it started; if the launcher
-itself is killed (SIGKILL), every child and the broker get SIGTERM from the kernel."""
+itself is killed (SIGKILL), the kernel kills every child and sends the broker SIGTERM."""
 
 from __future__ import annotations
 
@@ -124,7 +124,10 @@ def _start(name: str, child: _Child, env: dict[str, str]) -> None:
     child.process = subprocess.Popen(  # noqa: S603 - argv from our config
         child.argv,
         env=env,
-        preexec_fn=die_with_parent,  # forked from the launcher's main thread, which it outlives
+        # Forked from the launcher's main thread. Killed with the launcher rather than asked to
+        # stop: the broker goes at the same moment, and a graceful stop would wait on it to
+        # commit; what they had not committed is redelivered, as after any crash.
+        preexec_fn=die_with_parent(signal.SIGKILL),
     )
     child.started_at = time.monotonic()
     print(f"started {name} (pid {child.process.pid})", flush=True)

@@ -132,13 +132,17 @@ def tail(text: str, lines: int = _TAIL_LINES) -> str:
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def die_with_parent() -> None:
-    """A ``preexec_fn``: the child gets SIGTERM when the thread that started it ends, so a
+def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets ``sig`` when the thread that started it ends, so a
     launcher killed with SIGKILL leaves nothing running. Start the child from a thread that
     lives as long as the parent (the main thread)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+    def tie() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, sig) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+    return tie
 
 
 def stop_process_group(proc: subprocess.Popen[bytes], sig: signal.Signals, timeout: float) -> None:
@@ -229,7 +233,7 @@ class JvmService(Service):
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: Ctrl-C in a shell reaches us, not it
-                preexec_fn=die_with_parent if self._tied_to_parent else None,
+                preexec_fn=die_with_parent() if self._tied_to_parent else None,
             )
         try:
             self._wait_ready(self._proc)
