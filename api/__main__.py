@@ -12,7 +12,7 @@ import uvicorn
 
 from api.app import create_app
 from api.auth import LOCAL_DEV_KEY, hash_key, local_dev_key_allowed, new_key
-from api.config import load_api_config
+from api.config import ApiConfig, load_api_config
 from api.settings import ApiSettings
 from streams.log_format import configure_json_logging
 
@@ -32,18 +32,19 @@ def main() -> None:
         return
     settings = ApiSettings.from_env()
     configure_json_logging(settings.streams.log_level)  # uvicorn's loggers too (log_config=None)
-    print(_banner(settings), file=sys.stderr, flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    config = load_api_config(settings.config_path)
+    print(_banner(settings, config), file=sys.stderr, flush=True)
+    app = create_app(settings, config)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
 
 
-def _banner(settings: ApiSettings) -> str:
+def _banner(settings: ApiSettings, config: ApiConfig) -> str:
     """Where the API listens and how a first call authenticates, for the person who started it."""
     url = f"http://{settings.host}:{settings.port}"
     lines = [
         f"API: {url} (OpenAI-compatible: {url}/v1/chat/completions, live feed {url}/v1/ws, "
         f"metrics {url}/metrics)"
     ]
-    config = load_api_config(settings.config_path)
     if settings.auth_mode == "dev":
         lines.append("auth: API_AUTH_MODE=dev, requests without a key are the dev tenant's")
     elif local_dev_key_allowed(config, settings.host):

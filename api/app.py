@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import analytics, chat, health, live, runs, workflows
-from api.config import load_api_config
+from api.config import ApiConfig, load_api_config
 from api.errors import install_error_handlers
 from api.middleware import EdgeMiddleware
 from api.services import running_services
@@ -22,9 +22,11 @@ analytics and a live WebSocket feed (`/v1/ws`, see docs/API.md), over the platfo
 Every error is `{"error": {"code", "message", "retryable", "correlation_id"}}`."""
 
 
-def create_app(settings: ApiSettings | None = None) -> FastAPI:
+def create_app(settings: ApiSettings | None = None, config: ApiConfig | None = None) -> FastAPI:
+    """``config`` is read from ``settings.config_path`` unless the caller already read it."""
     settings = settings or ApiSettings.from_env()
-    config = load_api_config(settings.config_path)  # fail at start-up, naming file and line
+    # fail at start-up, naming file and line
+    config = config or load_api_config(settings.config_path)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

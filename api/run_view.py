@@ -120,8 +120,8 @@ class RunSummary:
             flag = {k: payload[k] for k in ("stage", "policy", "rule", "action", "score")}
             self._flags[event_id] = ((at, event_id), flag)
             self.guardrail_flags = _in_order(self._flags)
-        elif terminal and (terminal, at, event_id) > self._outcome_rank:
-            self._outcome_rank = (terminal, at, event_id)
+        elif terminal and (at, event_id) > self._outcome_rank:
+            self._outcome_rank = (at, event_id)
             self._end(kind, payload, str(event["timestamp"]))
         return self.status != before
 
