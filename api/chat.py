@@ -31,14 +31,14 @@ from api.rate_limits import estimate_tokens
 from api.replies import known_terminal, run_events, terminal_event
 from api.services import Services, authenticated, services_of
 from api.sse import sse_chunks
-from schemas.chat_run import DELTA, FAILED, TERMINAL
+from schemas.chat_run import DELTA, FAILED, RESUMED, TERMINAL
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["chat"])
 ROUTE = "/v1/chat/completions"
 _WATCH_GRACE_S = 5.0
-_STREAMED = TERMINAL | {DELTA}  # what a streamed answer is made of; a plain one needs TERMINAL
+_STREAMED = TERMINAL | {DELTA, RESUMED}  # a streamed answer's events; a plain one needs TERMINAL
 _SSE_EVENT = {  # one server-sent event (OpenAPI before 3.2 describes each event)
     "type": "object",
     "properties": {

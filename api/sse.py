@@ -2,7 +2,8 @@
 server-sent events, one chunk per delta, the finish chunk, then ``[DONE]``.
 
 What the client has been sent must stay a prefix of the answer. A retried attempt starts its
-deltas over; its text is forwarded only where it extends what was already sent. When no delta
+deltas over, unless ``llm.stream.resumed`` said it continues the text streamed so far; a
+restarted attempt's text is forwarded only where it extends what was already sent. When no delta
 arrived at all (a cache hit, or a processor that does not stream) the final text goes out as
 one chunk. Deltas carry text the output guardrails have already redacted, and only a prefix
 of their verdict on the whole answer, so they never disagree with it. If the answer turns out
@@ -19,7 +20,7 @@ from typing import Any
 
 from api.chat_mapping import completion_id, failure_of, finish_reason_of
 from api.errors import ApiError, HttpErrorCode, error_payload
-from schemas.chat_run import COMPLETED, DELTA, FAILED
+from schemas.chat_run import COMPLETED, DELTA, FAILED, RESUMED
 
 Event = Mapping[str, Any]
 
@@ -33,7 +34,12 @@ class StreamAssembler:
     sent: str = ""
     attempt: int = 0
     _attempt_text: str = ""
+    _continuing: int = 0  # an attempt that goes on from the text so far
     tool_calls_sent: list[dict[str, Any]] = field(default_factory=list)
+
+    def on_resumed(self, payload: Mapping[str, Any]) -> None:
+        """The named attempt's deltas extend the text so far instead of starting over."""
+        self._continuing = int(payload["attempt"])
 
     def on_delta(self, payload: Mapping[str, Any]) -> dict[str, Any] | None:
         """The chunk ``delta`` to send for this event, if any."""
@@ -41,7 +47,9 @@ class StreamAssembler:
         if attempt < self.attempt:
             return None
         if attempt > self.attempt:
-            self.attempt, self._attempt_text = attempt, ""
+            self.attempt = attempt
+            if attempt != self._continuing:
+                self._attempt_text = ""
         self._attempt_text += payload.get("text") or ""
         delta: dict[str, Any] = {}
         if self._attempt_text.startswith(self.sent) and len(self._attempt_text) > len(self.sent):
@@ -138,6 +146,8 @@ async def sse_chunks(
                 delta = assembler.on_delta(payload)
                 if delta is not None:
                     yield chunks.chunk(delta, model=str(payload["model"]))
+            elif kind == RESUMED:
+                assembler.on_resumed(payload)
             elif kind == COMPLETED:
                 await on_terminal(event)
                 for line in _finish(chunks, assembler, payload, include_usage):

@@ -1,13 +1,15 @@
 """The event types of a chat run that its readers act on: a run ends with exactly one of
-``TERMINAL`` (its id fixed by the command), and streams its text as ``DELTA`` events before.
+``TERMINAL`` (its id fixed by the command), and streams its text as ``DELTA`` events before;
+``RESUMED`` says the next attempt's deltas continue the text streamed so far.
 One definition for the layer that writes them and the readers that wait for them."""
 
 from __future__ import annotations
 
-__all__ = ["COMPLETED", "DELTA", "FAILED", "STARTED", "TERMINAL"]
+__all__ = ["COMPLETED", "DELTA", "FAILED", "RESUMED", "STARTED", "TERMINAL"]
 
 STARTED = "llm.request.started"
 DELTA = "llm.delta.generated"
+RESUMED = "llm.stream.resumed"
 COMPLETED = "llm.request.completed"
 FAILED = "llm.request.failed"
 TERMINAL = frozenset({COMPLETED, FAILED})

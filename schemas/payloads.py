@@ -185,6 +185,17 @@ class LlmRequestStartedPayload(TypedDict):
     stream: bool
 
 
+class LlmStreamResumedPayload(TypedDict):
+    """Where the answer resumes."""
+
+    provider: str
+    model: str
+    attempt: int
+    continues_attempt: int
+    after_chars: int
+    sent_chars: int
+
+
 class RouteCandidate(TypedDict):
     provider: str
     model: str
@@ -235,6 +246,7 @@ PAYLOAD_TYPES: dict[str, type] = {
     "llm.request.completed": LlmRequestCompletedPayload,
     "llm.request.failed": LlmRequestFailedPayload,
     "llm.request.started": LlmRequestStartedPayload,
+    "llm.stream.resumed": LlmStreamResumedPayload,
     "router.decision.made": RouterDecisionMadePayload,
     "router.fallback.triggered": RouterFallbackTriggeredPayload,
     "workflow.run.requested": WorkflowRunRequestedPayload,

@@ -69,6 +69,7 @@ class ProviderSettings(_Strict):
     api_key_env: str | None = None
     timeout_ms: int = Field(30_000, ge=1)
     max_in_flight: int = Field(200, ge=1)
+    continues_streams: bool = True  # False: its models cannot go on from a cut answer
     models: dict[str, ModelPrice] = Field(default_factory=dict)
     simulation: SimulationSettings = SimulationSettings()
 
@@ -85,6 +86,10 @@ class ProvidersFile(_Strict):
     def price(self, target: RouteTarget) -> ModelPrice | None:
         """The configured price of ``target``'s model; None when the list has none."""
         return self.providers[target.provider].models.get(target.model)
+
+    def continuing(self) -> frozenset[str]:
+        """The providers whose models can go on from a cut streamed answer."""
+        return frozenset(name for name, p in self.providers.items() if p.continues_streams)
 
 
 # --- routing.yaml --------------------------------------------------------------------------
@@ -144,6 +149,9 @@ class Route(_Strict):
     constraints: _Constraints = _Constraints()
     retry: _Retry = _Retry()
     cache: _CacheSettings = _CacheSettings()
+    # A stream cut after some text: the next attempt continues it, or starts over (and the
+    # client gets a retryable error if the new answer does not extend what it was sent).
+    stream_resume: Literal["continue", "restart_error"] = "continue"
 
     def targets(self) -> list[RouteTarget]:
         return [self.policy.primary, *self.policy.fallbacks]

@@ -2,9 +2,13 @@
 HTTP/1.1 server on a free 127.0.0.1 port in a background thread, so sync fixtures and other
 processes (a processor under test, started as a subprocess) reach them like a real provider.
 
-They answer by echoing: text is ``echo: <last message>``, and a request that offers tools
-and has no tool result yet gets a call to its first tool. Every request is recorded
-(``received``). Faults are scripted with a ``FaultPlan``, in-process with ``set_plan`` or
+They answer by echoing: text is ``<voice>: <last message>`` (``echo`` unless told), and a
+request that offers tools and has no tool result yet gets a call to its first tool. Asked to
+continue a cut answer (OpenAI: the answer as the assistant's turn, then the gateway's
+continuation instruction; Anthropic: a prefill), they say the rest of their own answer after
+as many words as they were given, as a model carries on from text it is shown; with
+``restate_words`` an OpenAI fake first repeats the last words it was given, as instruction-
+following models sometimes do. Every request is recorded (``received``). Faults are scripted with a ``FaultPlan``, in-process with ``set_plan`` or
 from another process with ``POST /_fake/plan`` (``GET /_fake/received`` lists requests).
 
 HTTP is written by hand on ``asyncio`` streams so that the faults real providers show can be
@@ -20,6 +24,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from processors.foundation.providers import CONTINUE_INSTRUCTION
 
 __all__ = [
     "AnthropicFake",
@@ -56,6 +62,8 @@ class FaultPlan:
     latency_s: float = 0.0
     retry_after: str = "2"
     report_usage: bool = True
+    drop_after: int | None = None  # DROP in a stream: cut after this many content events
+    restate_words: int = 0  # an instructed continuation first repeats this many words
 
     def fault_for(self, number: int) -> Fault | None:
         if number < len(self.script):
@@ -102,9 +110,11 @@ class FakeLlmServer:
 
     api_path = ""
     base_path = ""
+    preamble = 0  # stream events before the first content event
 
-    def __init__(self, api_key: str | None = None) -> None:
+    def __init__(self, api_key: str | None = None, voice: str = "echo") -> None:
         self.api_key = api_key
+        self.voice = voice
         self._plan = FaultPlan()
         self._served = 0
         self._in_flight = 0
@@ -165,10 +175,10 @@ class FakeLlmServer:
         """None when the request may pass; else the key it presented."""
         raise NotImplementedError
 
-    def reply(self, body: dict[str, Any], report_usage: bool) -> dict[str, Any]:
+    def reply(self, body: dict[str, Any], plan: FaultPlan) -> dict[str, Any]:
         raise NotImplementedError
 
-    def stream_events(self, body: dict[str, Any], report_usage: bool) -> list[bytes]:
+    def stream_events(self, body: dict[str, Any], plan: FaultPlan) -> list[bytes]:
         raise NotImplementedError
 
     def error_body(self, kind: str, message: str) -> dict[str, Any]:
@@ -271,7 +281,7 @@ class FakeLlmServer:
             return True
         if body.get("stream"):
             return await self._stream(writer, body, plan, fault)
-        answer = json.dumps(self.reply(body, plan.report_usage)).encode()
+        answer = json.dumps(self.reply(body, plan)).encode()
         if fault is Fault.DROP:
             head = _head(200, {**_JSON, "content-length": str(len(answer))})
             writer.write(head + answer[: len(answer) // 2])
@@ -310,7 +320,8 @@ class FakeLlmServer:
         plan: FaultPlan,
         fault: Fault | None,
     ) -> bool:
-        events = self.stream_events(body, plan.report_usage)
+        events = self.stream_events(body, plan)
+        cut_at = 2 if plan.drop_after is None else self.preamble + plan.drop_after
         if fault is Fault.MALFORMED:
             events.insert(1, b"data: {not json\n\n")
         if fault is Fault.STREAM_ERROR:
@@ -318,7 +329,7 @@ class FakeLlmServer:
         headers = {"content-type": "text/event-stream", "transfer-encoding": "chunked"}
         writer.write(_head(200, headers))
         for position, event in enumerate(events):
-            if fault is Fault.DROP and position == 2:
+            if fault is Fault.DROP and position == cut_at:
                 await writer.drain()
                 writer.transport.abort()
                 return False
@@ -334,13 +345,14 @@ class OpenAIFake(FakeLlmServer):
 
     base_path = "/v1"
     api_path = "/chat/completions"
+    preamble = 1  # the role chunk
 
     def authorised(self, headers: dict[str, str]) -> str | None:
         presented = headers.get("authorization", "").removeprefix("Bearer ")
         return None if self.api_key is None or presented == self.api_key else presented
 
-    def reply(self, body: dict[str, Any], report_usage: bool) -> dict[str, Any]:
-        reply = _openai_reply(body)
+    def reply(self, body: dict[str, Any], plan: FaultPlan) -> dict[str, Any]:
+        reply = _openai_reply(body, self.voice, plan.restate_words)
         message: dict[str, Any] = {"role": "assistant", "content": reply.text}
         if reply.tool:
             message["tool_calls"] = [_openai_call(reply.tool, reply.tool["arguments"])]
@@ -350,12 +362,12 @@ class OpenAIFake(FakeLlmServer):
             "model": body.get("model"),
             "choices": [{"index": 0, "message": message, "finish_reason": _openai_finish(reply)}],
         }
-        if report_usage:
+        if plan.report_usage:
             answer["usage"] = _openai_usage(reply)
         return answer
 
-    def stream_events(self, body: dict[str, Any], report_usage: bool) -> list[bytes]:
-        reply = _openai_reply(body)
+    def stream_events(self, body: dict[str, Any], plan: FaultPlan) -> list[bytes]:
+        reply = _openai_reply(body, self.voice, plan.restate_words)
         deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
         if reply.tool:
             arguments = reply.tool["arguments"]
@@ -372,7 +384,7 @@ class OpenAIFake(FakeLlmServer):
         chunks.append(
             {"choices": [{"index": 0, "delta": {}, "finish_reason": _openai_finish(reply)}]}
         )
-        if report_usage and (body.get("stream_options") or {}).get("include_usage"):
+        if plan.report_usage and (body.get("stream_options") or {}).get("include_usage"):
             chunks.append({"choices": [], "usage": _openai_usage(reply)})
         return [b"data: %s\n\n" % json.dumps(chunk).encode() for chunk in chunks] + [
             b"data: [DONE]\n\n"
@@ -391,13 +403,14 @@ class AnthropicFake(FakeLlmServer):
     """``POST /v1/messages`` with ``x-api-key`` and ``anthropic-version``."""
 
     api_path = "/v1/messages"
+    preamble = 3  # message_start, content_block_start, ping
 
     def authorised(self, headers: dict[str, str]) -> str | None:
         presented = headers.get("x-api-key", "")
         return None if self.api_key is None or presented == self.api_key else presented
 
-    def reply(self, body: dict[str, Any], report_usage: bool) -> dict[str, Any]:
-        reply = _anthropic_reply(body)
+    def reply(self, body: dict[str, Any], plan: FaultPlan) -> dict[str, Any]:
+        reply = _anthropic_reply(body, self.voice)
         answer: dict[str, Any] = {
             "id": "msg_fake",
             "type": "message",
@@ -406,15 +419,16 @@ class AnthropicFake(FakeLlmServer):
             "content": [_anthropic_block(reply, whole=True)],
             "stop_reason": "tool_use" if reply.tool else "end_turn",
         }
-        if report_usage:
+        if plan.report_usage:
             answer["usage"] = {
                 "input_tokens": reply.prompt_tokens,
                 "output_tokens": reply.completion_tokens,
             }
         return answer
 
-    def stream_events(self, body: dict[str, Any], report_usage: bool) -> list[bytes]:
-        reply = _anthropic_reply(body)
+    def stream_events(self, body: dict[str, Any], plan: FaultPlan) -> list[bytes]:
+        reply = _anthropic_reply(body, self.voice)
+        report_usage = plan.report_usage
         usage = {"input_tokens": reply.prompt_tokens, "output_tokens": 1} if report_usage else {}
         events: list[dict[str, Any]] = [
             {"type": "message_start", "message": {"id": "msg_fake", "content": [], "usage": usage}},
@@ -431,7 +445,7 @@ class AnthropicFake(FakeLlmServer):
                 for part in _halves(reply.tool["arguments"])
             ]
         else:
-            deltas = [{"type": "text_delta", "text": word} for word in _words(reply.text or "")]
+            deltas = [{"type": "text_delta", "text": w} for w in _words(reply.text or "")]
         events += [{"type": "content_block_delta", "index": 0, "delta": d} for d in deltas]
         events += [
             {"type": "content_block_stop", "index": 0},
@@ -454,29 +468,45 @@ class AnthropicFake(FakeLlmServer):
 # --- what the fakes say -------------------------------------------------------------------
 
 
-def _openai_reply(body: dict[str, Any]) -> _Reply:
+def _openai_reply(body: dict[str, Any], voice: str, restate_words: int) -> _Reply:
     messages = body.get("messages") or []
+    if len(messages) >= 2 and messages[-1].get("content") == CONTINUE_INSTRUCTION:
+        given = messages[-2].get("content") or ""
+        whole = _openai_reply({**body, "messages": messages[:-2]}, voice, 0)
+        restated = given.split(" ")[-restate_words:] if restate_words else []
+        return _continued(whole, given, restated)
     last = messages[-1] if messages else {}
     tools = body.get("tools") or []
     if tools and not any(m.get("role") == "tool" for m in messages):
         return _tool_reply(tools[0]["function"]["name"], last.get("content") or "", messages)
-    return _text_reply(last.get("content") or "", messages)
+    return _text_reply(voice, last.get("content") or "", messages)
 
 
-def _anthropic_reply(body: dict[str, Any]) -> _Reply:
+def _anthropic_reply(body: dict[str, Any], voice: str) -> _Reply:
     messages = body.get("messages") or []
+    if messages and messages[-1].get("role") == "assistant":
+        given = "".join(b.get("text") or "" for b in _blocks(messages[-1]))
+        whole = _anthropic_reply({**body, "messages": messages[:-1]}, voice)
+        return _continued(whole, given, [])
     blocks = _blocks(messages[-1]) if messages else []
     results = [b for b in blocks if b.get("type") == "tool_result"]
     text = " ".join(str(b.get("content") or b.get("text") or "") for b in results or blocks)
     tools = body.get("tools") or []
     if tools and not results:
         return _tool_reply(tools[0]["name"], text, messages)
-    return _text_reply(text, messages)
+    return _text_reply(voice, text, messages)
 
 
-def _text_reply(heard: str, messages: list[Any]) -> _Reply:
-    text = f"echo: {heard}"
+def _text_reply(voice: str, heard: str, messages: list[Any]) -> _Reply:
+    text = f"{voice}: {heard}"
     return _Reply(text, None, _word_count(messages), len(text.split()))
+
+
+def _continued(whole: _Reply, given: str, restated: list[str]) -> _Reply:
+    """The words of ``whole`` after as many as ``given`` has, each after a space."""
+    rest = (whole.text or "").split(" ")[len(given.split()) :]
+    text = "".join(f" {word}" for word in [*restated, *rest])
+    return _Reply(text, None, whole.prompt_tokens + len(given.split()), len(text.split()))
 
 
 def _tool_reply(name: str, heard: str, messages: list[Any]) -> _Reply:
@@ -528,9 +558,10 @@ def _word_count(messages: list[Any]) -> int:
 
 
 def _words(text: str) -> Iterator[str]:
-    """Stream pieces that concatenate back to ``text``."""
+    """Stream pieces that concatenate back to ``text``: a word each, with its leading space."""
     words = text.split(" ")
-    yield words[0]
+    if words[0]:
+        yield words[0]
     yield from (f" {word}" for word in words[1:])
 
 

@@ -9,6 +9,7 @@ import json
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
 from email.utils import formatdate
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ import pytest
 
 from processors.foundation.config import LatencyModel, ProviderSettings, SimulationSettings
 from processors.foundation.providers import (
+    CONTINUE_INSTRUCTION,
     ChatDelta,
     ChatMessage,
     ChatRequest,
@@ -311,6 +313,57 @@ def test_streamed_text(server: FakeLlmServer) -> None:
     assert last_body(server)["stream"] is True
 
 
+def streamed_text(deltas: list[ChatDelta]) -> str:
+    return "".join(d.text or "" for d in deltas)
+
+
+LONG = ChatRequest(model="m", messages=[ChatMessage("user", "one two three four five")])
+
+
+def test_a_continuation_says_only_the_rest_of_the_answer(server: FakeLlmServer) -> None:
+    whole = streamed_text(stream(server, LONG))
+    assert whole == "echo: one two three four five"
+    for given in ("echo:", "echo: one two", "echo: one two ", whole):
+        continued = replace(LONG, continue_from=given)
+        assert given + streamed_text(stream(server, continued)) == whole
+
+
+def test_openai_is_asked_to_continue_by_instruction_and_its_restatement_is_dropped(
+    openai: FakeLlmServer,
+) -> None:
+    openai.set_plan(FaultPlan(restate_words=2))
+    given = "echo: one two"
+    rest = streamed_text(stream(openai, replace(LONG, continue_from=given)))
+    assert given + rest == "echo: one two three four five"
+    messages = last_body(openai)["messages"]
+    assert messages[-2:] == [
+        {"role": "assistant", "content": given},
+        {"role": "user", "content": CONTINUE_INSTRUCTION},
+    ]
+
+
+def test_anthropic_continues_from_a_prefill_without_trailing_whitespace(
+    anthropic: FakeLlmServer,
+) -> None:
+    given = "echo: one two "
+    rest = streamed_text(stream(anthropic, replace(LONG, continue_from=given)))
+    assert given + rest == "echo: one two three four five"
+    last = last_body(anthropic)["messages"][-1]
+    assert last == {"role": "assistant", "content": [{"type": "text", "text": "echo: one two"}]}
+
+
+def test_a_stream_cut_in_its_text_can_be_continued_and_one_cut_in_a_tool_call_cannot(
+    server: FakeLlmServer,
+) -> None:
+    server.set_plan(FaultPlan(fault=Fault.DROP, drop_after=2))
+    with pytest.raises(ProviderError) as in_text:
+        stream(server, LONG)
+    with pytest.raises(ProviderError) as in_call:
+        stream(server, ASK_WEATHER)
+    assert in_text.value.kind is in_call.value.kind is FailureKind.CONNECTION
+    assert (in_text.value.continuable, in_call.value.continuable) == (True, False)
+
+
 def test_openai_stream_asks_for_usage(openai: FakeLlmServer) -> None:
     stream(openai)
     assert last_body(openai)["stream_options"] == {"include_usage": True}
@@ -574,6 +627,18 @@ def test_simulated_stream_matches_its_completion() -> None:
     assert len(deltas) == 6
     assert deltas[-1].finish_reason == "stop" and deltas[-1].usage == result.usage
     assert result.usage.completion_tokens == 5 and result.usage.reported_by_provider
+
+
+def test_simulated_continuation_says_the_rest_of_its_answer() -> None:
+    async def both(provider: Provider) -> tuple[ChatResult, list[ChatDelta]]:
+        result = await provider.complete(HELLO, 5.0)
+        given = " ".join((result.text or "").split()[:2])
+        continued = replace(HELLO, continue_from=given)
+        return result, [d async for d in provider.stream(continued, 5.0)]
+
+    result, deltas = using(simulated(completion_tokens=5), both)
+    words = (result.text or "").split()
+    assert " ".join(words[:2]) + streamed_text(deltas) == result.text
 
 
 def test_simulated_honours_max_tokens_and_offers_tool_calls() -> None:

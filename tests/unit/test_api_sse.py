@@ -63,6 +63,23 @@ def test_a_retried_attempt_only_extends_what_was_sent() -> None:
     assert stream.on_completed(completed("The answer is 4")) is None
 
 
+def test_a_resumed_attempt_extends_the_text_so_far_instead_of_starting_over() -> None:
+    stream = StreamAssembler()
+    assert stream.on_delta(delta("The capital of")) == {"content": "The capital of"}
+    stream.on_resumed({"attempt": 3, "continues_attempt": 1})
+    assert stream.on_delta(delta(" France", attempt=3)) == {"content": " France"}
+    assert stream.on_delta(delta(" is Paris.", attempt=3)) == {"content": " is Paris."}
+    assert stream.on_completed(completed("The capital of France is Paris.")) is None
+
+
+def test_an_attempt_after_a_resumed_one_starts_over_unless_resumed_too() -> None:
+    stream = StreamAssembler()
+    stream.on_delta(delta("The capital"))
+    stream.on_resumed({"attempt": 2, "continues_attempt": 1})
+    stream.on_delta(delta(" of", attempt=2))
+    assert stream.on_delta(delta("The capital of France", attempt=3)) == {"content": " France"}
+
+
 def test_an_answer_that_does_not_extend_the_sent_text_is_an_error() -> None:
     stream = StreamAssembler()
     stream.on_delta(delta("mail me at jane@example.com"))

@@ -3,6 +3,7 @@ event checked. These are the pipeline's rules as a client would state them."""
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from processors.foundation.providers import (
 from processors.foundation.stores import BudgetRejection, Reservation
 from streams.envelope import Envelope
 from tests.factories import chat_command
-from tests.unit.foundation_config import config
+from tests.unit.foundation_config import FILES, config
 
 CARD = "4111 1111 1111 1111"
 
@@ -297,19 +298,110 @@ def test_a_card_split_across_deltas_never_reaches_a_delta_and_the_answer_is_reda
     assert len(slots) == len(set(slots))
 
 
-def test_a_stream_cut_midway_is_retried_and_its_released_text_stays_sent() -> None:
+def cut_stream(*pieces: str) -> list[ChatDelta | StreamEnd | ProviderError]:
+    """An attempt that says ``pieces`` and is then cut off."""
+    return [*(ChatDelta(text=p) for p in pieces), failure(FailureKind.CONNECTION)]
+
+
+def whole_stream(
+    *pieces: str, usage: Usage | None = None
+) -> list[ChatDelta | StreamEnd | ProviderError]:
+    end = ChatDelta(finish_reason="stop", usage=usage or Usage(7, 4, True))
+    return [*(ChatDelta(text=p) for p in pieces), end, StreamEnd(30, 3)]
+
+
+def with_route(**fields: Any) -> FoundationConfig:
+    files = copy.deepcopy(FILES)
+    files["routing"]["routes"][0].update(fields)
+    return FoundationConfig.model_validate(files)
+
+
+def sent_text(world: World) -> str:
+    return "".join(e.payload["text"] or "" for e in world.of(EmitLive))
+
+
+def test_a_cut_stream_is_continued_by_the_next_attempt_from_the_text_it_generated() -> None:
     command = chat_command("run-1", stream=True)
-    deltas: list[ChatDelta | StreamEnd | ProviderError] = [
-        ChatDelta(text="partial answer " * 20),  # longer than the guard holds back
-        failure(FailureKind.CONNECTION),
-        ChatDelta(text="whole answer"),
-        StreamEnd(30, 3),
-    ]
+    partial = "partial answer " * 20 + "unfini"  # the guard holds the last word back
+    deltas = cut_stream(partial) + whole_stream("shed, goes on", " to the end")
     world = run(world_for(command, deltas=deltas), command)
+    first, second = world.of(OpenStream)
+    assert first.request.continue_from is None
+    assert second.request.continue_from == partial
+    done = world.terminal()
+    assert done["output_text"] == partial + "shed, goes on to the end" == sent_text(world)
+    [resumed] = [e.payload for e in world.events() if e.event_type == "llm.stream.resumed"]
+    sent_before_cut = sum(
+        len(e.payload["text"]) for e in world.of(EmitLive) if e.payload["attempt"] == 1
+    )
+    assert 0 < sent_before_cut < len(partial)
+    assert resumed == {
+        "provider": "primary",
+        "model": "gpt-x",
+        "attempt": 2,
+        "continues_attempt": 1,
+        "after_chars": len(partial),
+        "sent_chars": sent_before_cut,
+    }
+    types = world.types()
+    assert types.index("llm.attempt.failed") < types.index("llm.stream.resumed")
+    assert types.index("llm.stream.resumed") < types.index("llm.request.completed")
+
+
+def test_a_continued_answer_counts_and_charges_every_attempt_it_is_made_of() -> None:
+    command = chat_command("run-1", stream=True)
+    primary_down = [failure(FailureKind.CONNECTION)]  # the retry of the primary fails at once
+    deltas = cut_stream("one two three") + primary_down
+    deltas += whole_stream(" four five", usage=Usage(40, 2, True))
+    world = run(world_for(command, deltas=deltas), command)
+    done = world.terminal()
+    assert done["output_text"] == "one two three four five"
+    assert (done["provider"], done["fallback_used"], done["attempts"]) == ("fallback", True, 3)
+    cut_prompt, cut_completion = done["prompt_tokens"] - 40, done["completion_tokens"] - 2
+    assert cut_prompt > 0 and cut_completion == 3  # counted: the cut attempt reported nothing
+    price = cut_prompt * 1.0 + cut_completion * 2.0 + 40 * 3.0 + 2 * 15.0
+    assert done["cost_usd"] == pytest.approx(price / 1e6)
+    [settle] = world.of(SettleBudget)
+    assert settle.tokens == done["prompt_tokens"] + done["completion_tokens"]
+    resumed = [e.payload for e in world.events() if e.event_type == "llm.stream.resumed"]
+    assert [(r["provider"], r["attempt"], r["continues_attempt"]) for r in resumed] == [
+        ("primary", 2, 1),
+        ("fallback", 3, 1),
+    ]
+
+
+def test_a_card_cut_in_two_by_the_seam_never_reaches_a_delta() -> None:
+    command = chat_command("run-1", stream=True)
+    deltas = cut_stream("your card ", "4111 11") + whole_stream("11 1111 1111 is on file")
+    world = run(world_for(command, deltas=deltas), command)
+    sent = sent_text(world)
+    assert "1111" not in sent
+    assert sent == world.terminal()["output_text"]
+
+
+@pytest.mark.parametrize(
+    ("route", "cut", "can_continue"),
+    [
+        ({"stream_resume": "restart_error"}, failure(FailureKind.CONNECTION), True),
+        ({}, ProviderError(FailureKind.CONNECTION, "cut in a call", continuable=False), True),
+        ({}, failure(FailureKind.CONNECTION), False),
+    ],
+    ids=["route restarts", "cut inside a tool call", "target cannot continue"],
+)
+def test_a_cut_that_may_not_be_continued_restarts_the_answer(
+    route: dict[str, Any], cut: ProviderError, can_continue: bool
+) -> None:
+    command = chat_command("run-1", stream=True)
+    files = copy.deepcopy(FILES)
+    files["routing"]["routes"][0].update(route)
+    files["providers"]["providers"]["primary"]["continues_streams"] = can_continue
+    deltas = [ChatDelta(text="partial answer " * 20), cut, *whole_stream("whole answer")]
+    world = run(world_for(command, deltas=deltas), command, FoundationConfig.model_validate(files))
     attempts = [e.payload["attempt"] for e in world.of(EmitLive)]
     assert attempts[0] == 1 and attempts[-1] == 2
+    assert all(o.request.continue_from is None for o in world.of(OpenStream))
     assert world.terminal()["output_text"] == "whole answer"
-    assert "llm.attempt.failed" in world.types()
+    assert "llm.stream.resumed" not in world.types()
 
 
 def test_the_same_command_and_answers_decide_the_same_events() -> None:

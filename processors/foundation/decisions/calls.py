@@ -1,11 +1,12 @@
 """The reliable call: candidates in strategy order, retries with backoff on retryable failures,
-fallback to the next target, circuit breakers shared by all replicas, every step an event."""
+fallback to the next target, circuit breakers shared by all replicas, every step an event.
+A stream cut after some text is continued by the next attempt, not restarted (``_Answer``)."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from processors.foundation.config import BreakerSettings, GuardrailPolicy, Route, RouteTarget
@@ -32,6 +33,7 @@ from processors.foundation.decisions.payloads import (
     decision_made,
     delta_generated,
     fallback_triggered,
+    stream_resumed,
 )
 from processors.foundation.guardrails import StreamGuard
 from processors.foundation.providers import (
@@ -40,11 +42,12 @@ from processors.foundation.providers import (
     FailureKind,
     ProviderError,
     Usage,
+    estimated_usage,
 )
 from processors.foundation.router import Candidate, backoff_s, plan_candidates, target_key
 from streams.errors import ErrorCode, PlatformError
 
-__all__ = ["CallOutcome", "CallSpec", "Tally", "call_reliably"]
+__all__ = ["CallOutcome", "CallSpec", "Charge", "Tally", "call_reliably"]
 
 _KIND_TO_CODE = {
     FailureKind.TIMEOUT: ErrorCode.PROVIDER_TIMEOUT,
@@ -54,10 +57,19 @@ _KIND_TO_CODE = {
 
 
 @dataclass(frozen=True)
+class Charge:
+    """What one attempt whose text is in the answer used, at its target's price."""
+
+    target: RouteTarget
+    usage: Usage
+
+
+@dataclass(frozen=True)
 class CallOutcome:
     result: ChatResult
     target: RouteTarget
     fallback_used: bool
+    charges: tuple[Charge, ...]  # every attempt the answer is made of: cut ones, then the last
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,7 @@ class CallSpec:
     output_policy: GuardrailPolicy  # guards each attempt's deltas afresh: its answer starts over
     deadline: float  # epoch seconds
     breaker: BreakerSettings
+    continuing: frozenset[str]  # providers whose models can go on from a cut answer
 
 
 @dataclass
@@ -90,6 +103,31 @@ class _Progress:
     skipped: dict[str, str] = field(default_factory=dict)
     failures: list[ProviderError] = field(default_factory=list)
     tried: list[RouteTarget] = field(default_factory=list)
+    answer: _Answer | None = None  # the latest streamed attempt's answer
+
+
+@dataclass
+class _Answer:
+    """A streamed answer across the attempts that continue it: the raw text they generated, the
+    output guard that has read all of it (so what the client was sent stays a prefix of the
+    redacted whole), and the attempts cut short so far, whose tokens were paid for."""
+
+    guard: StreamGuard
+    pieces: list[str] = field(default_factory=list)
+    continuable: bool = True
+    attempt: int = 0  # the latest attempt that generated text
+    cut: list[Charge] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def add(self, raw: str) -> str:
+        """Take the providers' next text; what the guard releases of it."""
+        if not raw:
+            return ""
+        self.pieces.append(raw)
+        return self.guard.push(raw)
 
 
 def call_reliably(route: Route, spec: CallSpec, tally: Tally) -> Decisions[CallOutcome]:
@@ -102,7 +140,7 @@ def call_reliably(route: Route, spec: CallSpec, tally: Tally) -> Decisions[CallO
         if candidate.eligible:
             result = yield from _try_target(route, spec, candidate.target, progress, tally)
             if result is not None:
-                return CallOutcome(result, candidate.target, candidate.target != first_choice)
+                return _outcome(result, candidate.target, first_choice, progress.answer)
     raise _final_error(progress.tried, progress.failures, progress.skipped)
 
 
@@ -133,7 +171,7 @@ def _try_target(
                 route, progress.candidates, progress.skipped, target, why, tally.attempts
             ),
         )
-        outcome = yield from _attempt(route, spec, target, tally.attempts)
+        outcome = yield from _attempt(route, spec, target, tally.attempts, progress)
         if not isinstance(outcome, ProviderError):
             return outcome
         progress.failures.append(outcome)
@@ -145,8 +183,15 @@ def _try_target(
     return None
 
 
+def _outcome(
+    result: ChatResult, target: RouteTarget, first_choice: RouteTarget, answer: _Answer | None
+) -> CallOutcome:
+    cut = tuple(answer.cut) if answer is not None else ()
+    return CallOutcome(result, target, target != first_choice, (*cut, Charge(target, result.usage)))
+
+
 def _attempt(
-    route: Route, spec: CallSpec, target: RouteTarget, attempt: int
+    route: Route, spec: CallSpec, target: RouteTarget, attempt: int, progress: _Progress
 ) -> Decisions[ChatResult | ProviderError]:
     key = target_key(target)
     started = yield from ask(Now())
@@ -155,10 +200,24 @@ def _attempt(
         raise PlatformError(ErrorCode.DEADLINE_EXCEEDED, "deadline passed before the call")
     timeout = min(spec.timeouts_s[target.provider], remaining, _constraint_s(route))
     request = spec.request_for(target.model)
-    yield Checkpoint()  # the decision to call is logged before anyone is paid
+    answer = None
     if spec.stream:
-        guard = StreamGuard(spec.output_policy)
-        outcome = yield from _streamed(target, request, timeout, guard, attempt)
+        answer = progress.answer = _answer_for(route, spec, target, progress.answer)
+        if answer.pieces:
+            request = replace(request, continue_from=answer.text)
+            yield Emit(
+                "llm.stream.resumed",
+                stream_resumed(
+                    target,
+                    attempt,
+                    answer.attempt,
+                    len(request.continue_from or ""),
+                    answer.guard.released_chars,
+                ),
+            )
+    yield Checkpoint()  # the decision to call is logged before anyone is paid
+    if answer is not None:
+        outcome = yield from _streamed(target, request, timeout, answer, attempt)
     else:
         outcome = yield from ask(CallProvider(target.provider, request, timeout))
     if isinstance(outcome, ProviderError):
@@ -173,15 +232,31 @@ def _attempt(
     return outcome
 
 
+def _answer_for(
+    route: Route, spec: CallSpec, target: RouteTarget, previous: _Answer | None
+) -> _Answer:
+    """The cut answer, when this attempt may continue it; else a new one, guarded afresh."""
+    if (
+        previous is not None
+        and previous.pieces
+        and previous.continuable
+        and route.stream_resume == "continue"
+        and target.provider in spec.continuing
+    ):
+        return previous
+    return _Answer(StreamGuard(spec.output_policy))
+
+
 def _streamed(
-    target: RouteTarget, request: ChatRequest, timeout_s: float, guard: StreamGuard, attempt: int
+    target: RouteTarget, request: ChatRequest, timeout_s: float, answer: _Answer, attempt: int
 ) -> Decisions[ChatResult | ProviderError]:
-    """One streamed attempt: each delta's text passes the output guard, and what it releases
-    is sent at once as ``llm.delta.generated`` (``index`` is the delta that released it; tool
-    calls go as they come); the held-back rest follows the stream's end (``index`` one past
-    the last). A failed attempt never releases its rest; what it did release stays."""
+    """One streamed attempt, adding to ``answer`` (a continuation's adapter has stitched the
+    seam): each delta's text passes the output guard, and what it releases is sent at once as
+    ``llm.delta.generated`` (``index`` is the delta that released it; tool calls go as they
+    come); what is held back follows the stream's end (``index`` one past the last). A cut
+    attempt leaves what is held back for a continuation, or for nobody."""
     yield OpenStream(target.provider, request, timeout_s)
-    text: list[str] = []
+    before = len(answer.pieces)
     tool_calls: list[dict[str, Any]] | None = None
     finish_reason: str | None = None
     usage: Usage | None = None
@@ -189,30 +264,47 @@ def _streamed(
     while True:
         piece = yield from ask(NextDelta())
         if isinstance(piece, ProviderError):
+            _cut(answer, piece, target, request, "".join(answer.pieces[before:]), attempt)
             return piece
         if isinstance(piece, StreamEnd):
             end = piece
             break
-        raw = piece.text or ""
-        text.append(raw)
         tool_calls = piece.tool_calls or tool_calls
         finish_reason = piece.finish_reason or finish_reason
         usage = piece.usage or usage
-        released = guard.push(raw)
+        released = answer.add(piece.text or "")
         if released or piece.tool_calls:
             yield _delta_event(index, released, piece.tool_calls, target, attempt)
         index += 1
-    rest = guard.finish()
+    rest = answer.guard.finish()
     if rest:
         yield _delta_event(index, rest, None, target, attempt)
+    text = answer.text
+    own = "".join(answer.pieces[before:])
     return ChatResult(
-        text="".join(text) or None,
+        text=text or None,
         tool_calls=tool_calls,
         finish_reason=finish_reason,
-        usage=usage or Usage(0, 0, reported_by_provider=False),
+        usage=usage or estimated_usage(request, own, tool_calls),
         latency_ms=end.latency_ms,
         time_to_first_token_ms=end.time_to_first_token_ms,
     )
+
+
+def _cut(
+    answer: _Answer,
+    error: ProviderError,
+    target: RouteTarget,
+    request: ChatRequest,
+    own: str,
+    attempt: int,
+) -> None:
+    """Note what a cut attempt leaves: its text's tokens (paid, and kept if continued), and
+    whether the answer can still be continued."""
+    answer.continuable = answer.continuable and error.continuable
+    if own:
+        answer.attempt = attempt
+        answer.cut.append(Charge(target, estimated_usage(request, own, None)))
 
 
 def _delta_event(

@@ -22,6 +22,7 @@ from schemas.payloads import (
     LlmDeltaGeneratedPayload,
     LlmRequestCompletedPayload,
     LlmRequestFailedPayload,
+    LlmStreamResumedPayload,
     RouterDecisionMadePayload,
     RouterFallbackTriggeredPayload,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "delta_generated",
     "failed",
     "fallback_triggered",
+    "stream_resumed",
     "violation_detected",
 ]
 
@@ -203,6 +205,19 @@ def delta_generated(
         "provider": target.provider,
         "model": target.model,
         "attempt": attempt,
+    }
+
+
+def stream_resumed(
+    target: RouteTarget, attempt: int, continues_attempt: int, after_chars: int, sent_chars: int
+) -> LlmStreamResumedPayload:
+    return {
+        "provider": target.provider,
+        "model": target.model,
+        "attempt": attempt,
+        "continues_attempt": continues_attempt,
+        "after_chars": after_chars,
+        "sent_chars": sent_chars,
     }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from processors.foundation.config import FoundationConfig, GuardrailPolicy, Route, TenantBudget
 from processors.foundation.decisions.cache import CachedAnswer, CacheKeys, find_answer, keep_answer
-from processors.foundation.decisions.calls import CallOutcome, CallSpec, Tally, call_reliably
+from processors.foundation.decisions.calls import CallSpec, Charge, Tally, call_reliably
 from processors.foundation.decisions.effects import (
     UNAVAILABLE,
     ChargeBudget,
@@ -136,6 +136,7 @@ def _serve(run: _Run) -> Decisions[None]:
         policy,
         deadline,
         config.routing.breaker,
+        config.providers.continuing(),
     )
     try:
         outcome = yield from call_reliably(admission.route, spec, run.tally)
@@ -143,8 +144,8 @@ def _serve(run: _Run) -> Decisions[None]:
         if admission.reservation is not None:
             yield ReleaseBudget(admission.reservation)
         raise
-    usage = _usage(outcome, messages)
-    cost = cost_usd(config.providers.price(outcome.target), usage)
+    usage = _total_usage(outcome.charges)
+    cost = sum(cost_usd(config.providers.price(c.target), c.usage) for c in outcome.charges)
     yield from _settle(run, admission, usage, cost)
     answer = check_output(outcome.result.text or "", policy, policy_name)
     flags += yield from _violations(answer)
@@ -252,16 +253,12 @@ def _check_request_caps(request: ParsedRequest, tokens: int, cost: float) -> Non
         )
 
 
-def _usage(outcome: CallOutcome, messages: list[ChatMessage]) -> Usage:
-    """The provider's usage, or our count when it reported none."""
-    usage = outcome.result.usage
-    if usage.reported_by_provider:
-        return usage
-    answer = [ChatMessage(role="assistant", content=outcome.result.text or "")]
+def _total_usage(charges: tuple[Charge, ...]) -> Usage:
+    """A continued answer's tokens: every attempt it is made of was paid for."""
     return Usage(
-        count_tokens(outcome.target.model, messages),
-        count_tokens(outcome.target.model, answer),
-        reported_by_provider=False,
+        sum(c.usage.prompt_tokens for c in charges),
+        sum(c.usage.completion_tokens for c in charges),
+        reported_by_provider=all(c.usage.reported_by_provider for c in charges),
     )
 
 

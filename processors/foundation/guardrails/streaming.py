@@ -43,6 +43,11 @@ class StreamGuard:
         self._rescan_at = len(self._text) + (_RESCAN_AFTER if held else 0)
         return self._release(scan.releasable())
 
+    @property
+    def released_chars(self) -> int:
+        """How much redacted text has been let out so far."""
+        return len(self._released)
+
     def finish(self) -> str:
         """The rest of the redacted answer, now that nothing more can come."""
         outcome = check_output(self._text, self._policy, "")

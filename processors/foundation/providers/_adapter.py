@@ -12,7 +12,14 @@ from typing import Any, ClassVar, NamedTuple
 
 from processors.foundation.providers._assembly import StreamedAnswer
 from processors.foundation.providers._http import JsonApi, SseEvent, elapsed_ms
-from processors.foundation.providers.base import ChatDelta, ChatRequest, ChatResult, Usage
+from processors.foundation.providers._seam import Seam
+from processors.foundation.providers.base import (
+    ChatDelta,
+    ChatRequest,
+    ChatResult,
+    ProviderError,
+    Usage,
+)
 from processors.foundation.providers.tokens import estimated_usage
 
 __all__ = ["Answer", "HttpChatAdapter"]
@@ -32,6 +39,7 @@ class HttpChatAdapter(ABC):
     _api: JsonApi
     _path: ClassVar[str]
     _answer_noun: ClassVar[str]  # names the answer in "malformed ..." errors
+    _restates: ClassVar[bool]  # a continuation may restate the end of the answer it continues
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -62,15 +70,26 @@ class HttpChatAdapter(ABC):
         )
 
     async def stream(self, request: ChatRequest, timeout_s: float) -> AsyncIterator[ChatDelta]:
+        """A continuation's text comes through a seam: only what does not restate the answer
+        it continues is passed on."""
         answer = StreamedAnswer()
         body = self._request_body(request, True)
+        seam = Seam(request.continue_from or "", restates=self._restates)
         async with aclosing(self._api.events(self._path, body, timeout_s)) as events:
-            async for event in events:
-                piece = self._take(answer, event)
-                if piece:
-                    yield ChatDelta(text=piece)
-                if answer.ended:
-                    break
+            try:
+                async for event in events:
+                    piece = seam.push(self._take(answer, event) or "")
+                    if piece:
+                        yield ChatDelta(text=piece)
+                    if answer.ended:
+                        break
+            except ProviderError as error:
+                if answer.calling_tools:
+                    error.continuable = False
+                raise
+        rest = seam.finish()
+        if rest:
+            yield ChatDelta(text=rest)
         yield answer.final_delta(request)
 
     async def aclose(self) -> None:

@@ -50,11 +50,20 @@ class StreamedAnswer:
         call.name = name or call.name
         call.arguments.append(arguments)
 
+    @property
+    def calling_tools(self) -> bool:
+        """A tool call has begun: what was said so far is not text alone."""
+        return bool(self._calls)
+
     def final_delta(self, request: ChatRequest) -> ChatDelta:
         """The last delta; a stream that stopped before the provider finished is CONNECTION,
         since the answer is cut short, not wrong."""
         if not self.ended and self.finish_reason is None:
-            raise ProviderError(FailureKind.CONNECTION, "the stream ended before the answer did")
+            raise ProviderError(
+                FailureKind.CONNECTION,
+                "the stream ended before the answer did",
+                continuable=not self.calling_tools,
+            )
         calls = [
             tool_call(call.call_id, call.name, "".join(call.arguments) or "{}")
             for _, call in sorted(self._calls.items())

@@ -47,6 +47,7 @@ _STREAM_ERROR_KINDS = {
 class AnthropicProvider(HttpChatAdapter):
     _path = _PATH
     _answer_noun = "message"
+    _restates = False  # a prefill: it goes on from the exact text
 
     def __init__(self, name: str, settings: ProviderSettings, api_key: str | None) -> None:
         self.name = name
@@ -127,7 +128,7 @@ def _translated(request: ChatRequest, stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": request.model,
         "max_tokens": request.max_tokens or _DEFAULT_MAX_TOKENS,
-        "messages": _messages(request.messages),
+        "messages": _messages(request.messages + _prefill(request.continue_from)),
     }
     optional = {
         "system": "\n\n".join(system) or None,
@@ -140,6 +141,13 @@ def _translated(request: ChatRequest, stream: bool) -> dict[str, Any]:
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     return body
+
+
+def _prefill(answer_so_far: str | None) -> list[ChatMessage]:
+    """A cut answer continues as a prefill: the Messages API carries on from a final assistant
+    turn, which must not end in whitespace (the caller stitches the seam)."""
+    text = (answer_so_far or "").rstrip()
+    return [ChatMessage(role="assistant", content=text)] if text else []
 
 
 def _messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:

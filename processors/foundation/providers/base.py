@@ -41,6 +41,9 @@ class ChatRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    # The answer so far, cut short: the provider is asked to go on from it, not to repeat it
+    # (an assistant prefill where the API has one, else an instruction).
+    continue_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,9 @@ class ProviderError(Exception):
     """A failed provider call, classified for the router. ``detail`` never holds the API key.
     ``provider_fault`` is False when the call never reached the provider (it waited in our own
     queue for a free slot until it timed out): the router moves on, but the provider's circuit
-    breaker must not count it, or a burst of our own making opens a healthy provider's."""
+    breaker must not count it, or a burst of our own making opens a healthy provider's.
+    ``continuable`` is False for a stream cut inside a tool call: text can be continued, half
+    a call's arguments cannot."""
 
     def __init__(
         self,
@@ -107,6 +112,7 @@ class ProviderError(Exception):
         status: int | None = None,
         retry_after_s: float | None = None,
         provider_fault: bool = True,
+        continuable: bool = True,
     ) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
@@ -114,6 +120,7 @@ class ProviderError(Exception):
         self.status = status
         self.retry_after_s = retry_after_s
         self.provider_fault = provider_fault
+        self.continuable = continuable
 
     @property
     def retryable(self) -> bool:

@@ -17,9 +17,13 @@ from processors.foundation.providers.base import (
     Usage,
 )
 
-__all__ = ["OpenAICompatProvider"]
+__all__ = ["CONTINUE_INSTRUCTION", "OpenAICompatProvider"]
 
 _PATH = "/chat/completions"
+CONTINUE_INSTRUCTION = (
+    "Your previous message was cut off. Continue it from exactly where it stopped, even in the"
+    " middle of a word. Do not repeat any of it and write nothing before the continuation."
+)
 
 
 class OpenAICompatProvider(HttpChatAdapter):
@@ -27,6 +31,7 @@ class OpenAICompatProvider(HttpChatAdapter):
 
     _path = _PATH
     _answer_noun = "chat completion"
+    _restates = True  # asked by instruction: it may restate its last words
 
     def __init__(self, name: str, settings: ProviderSettings, api_key: str | None) -> None:
         if not settings.base_url:
@@ -87,10 +92,10 @@ class OpenAICompatProvider(HttpChatAdapter):
 
 
 def _request_body(request: ChatRequest, stream: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": request.model,
-        "messages": [_message(message) for message in request.messages],
-    }
+    messages = [_message(message) for message in request.messages]
+    if request.continue_from is not None:
+        messages += _continuation(request.continue_from)
+    body: dict[str, Any] = {"model": request.model, "messages": messages}
     optional = {
         "tools": request.tools,
         "tool_choice": request.tool_choice,
@@ -104,6 +109,16 @@ def _request_body(request: ChatRequest, stream: bool) -> dict[str, Any]:
     if stream:
         body |= {"stream": True, "stream_options": {"include_usage": True}}
     return body
+
+
+def _continuation(answer_so_far: str) -> list[dict[str, Any]]:
+    """The Chat Completions API has no prefill: the cut answer goes back as the assistant's
+    turn, and a user turn asks for the rest (a model may still restate its last words; the
+    caller stitches the overlap away)."""
+    return [
+        {"role": "assistant", "content": answer_so_far},
+        {"role": "user", "content": CONTINUE_INSTRUCTION},
+    ]
 
 
 def _message(message: ChatMessage) -> dict[str, Any]:

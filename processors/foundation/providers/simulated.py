@@ -16,7 +16,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from processors.foundation.config import LatencyModel, SimulationSettings
@@ -81,7 +81,8 @@ class SimulatedProvider:
         attempt = self._attempt(request)
         await self._wait(attempt, timeout_s)
         for position, word in enumerate(attempt.words):
-            yield ChatDelta(text=word if position == 0 else f" {word}")
+            spaced = position > 0 or request.continue_from is not None
+            yield ChatDelta(text=f" {word}" if spaced else word)
         yield ChatDelta(
             tool_calls=attempt.tool_calls, finish_reason=attempt.finish_reason, usage=attempt.usage
         )
@@ -113,7 +114,12 @@ class SimulatedProvider:
         self, request: ChatRequest, digest: str
     ) -> tuple[list[str], list[dict[str, Any]] | None, str]:
         """A call to the first tool when tools are offered and no result came back yet (so
-        agent loops can be demonstrated); otherwise pseudo-text, cut at ``max_tokens``."""
+        agent loops can be demonstrated); otherwise pseudo-text, cut at ``max_tokens``. A
+        continuation says the words of the whole answer that come after the ones it was given."""
+        if request.continue_from is not None:
+            whole = replace(request, continue_from=None)
+            words, calls, finish_reason = self._answer(whole, _digest(whole))
+            return words[len(request.continue_from.split()) :], calls, finish_reason
         last_role = request.messages[-1].role if request.messages else None
         if request.tools and request.tool_choice != "none" and last_role != "tool":
             function = request.tools[0].get("function", request.tools[0])
