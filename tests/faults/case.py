@@ -68,10 +68,14 @@ def fresh_topics(bootstrap: str, replication_factor: int = 1) -> TopicCatalog:
     return catalog
 
 
-def chat_load(stream: bool = False) -> Callable[[int], Envelope]:
-    """Distinct prompts (no cache hits), one run each, as the API would send them."""
+def chat_load(stream: bool = False, words: int = 0) -> Callable[[int], Envelope]:
+    """Distinct prompts (no cache hits), one run each, as the API would send them; ``words``
+    more words make the echoed answers long enough to stream text before they end."""
     run = uuid.uuid4().hex[:8]
-    return lambda i: chat_command(f"{run}-{i}", stream=stream)
+    filler = " ".join(f"word{n}" for n in range(words))
+    return lambda i: chat_command(
+        f"{run}-{i}", stream=stream, content=f"hello {run}-{i} {filler}".rstrip()
+    )
 
 
 def run_case(

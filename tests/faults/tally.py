@@ -12,13 +12,15 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
+from api.errors import ApiError
+from api.sse import StreamAssembler
+from schemas.chat_run import COMPLETED, DELTA, FAILED, RESUMED, TERMINAL
 from streams.envelope import Envelope
 from streams.topics import TopicCatalog
 from tests.faults.load import SERDE, Deliveries
 from tests.faults.projection import Projection
 from tests.integration.kafka_reading import TopicReader, end_offsets
 
-TERMINAL = frozenset({"llm.request.completed", "llm.request.failed"})
 REPORT: list[Tally] = []  # every case's row, printed as one table at the end of the session
 
 
@@ -86,7 +88,10 @@ class Tally:
     ``visible_duplicates`` rows a query sees more than once (an ``event_id`` in ``events``, a
     run in ``runs_latest``) plus requests ``metrics_minute`` counts beyond the terminal events;
     ``strays`` events or runs in the projection that the case never caused. The last three
-    must be zero, and ``in_projection`` every accepted command that is not lost."""
+    must be zero, and ``in_projection`` every accepted command that is not lost.
+
+    ``client_failures``: runs whose client would have seen an error: a failed run, or a stream
+    whose deltas, assembled as the API assembles them, do not make its final answer."""
 
     case: str
     accepted: int
@@ -98,6 +103,7 @@ class Tally:
     lost: int
     p95_ms: float | None
     outcomes: Mapping[str, int]
+    client_failures: int
     restarts: int
     projector_restarts: int
     in_projection: int
@@ -117,6 +123,7 @@ class Tally:
         "p95 e2e ms",
         "restarts proc/proj",
         "outcomes",
+        "client failures",
         "in projection",
         "unprojected",
         "visible dup",
@@ -136,6 +143,7 @@ class Tally:
             "-" if self.p95_ms is None else f"{self.p95_ms:.0f}",
             f"{self.restarts}/{self.projector_restarts}",
             outcomes,
+            str(self.client_failures),
             str(self.in_projection),
             str(self.unprojected),
             str(self.visible_duplicates),
@@ -193,6 +201,7 @@ def count(
         lost=len(accepted.keys() - terminal_ids.keys()),
         p95_ms=latencies[int(0.95 * (len(latencies) - 1))] if latencies else None,
         outcomes=Counter(_outcome(event) for event in terminals.values()),
+        client_failures=_client_failures(first.values(), accepted),
         restarts=restarts.processor,
         projector_restarts=restarts.projector,
         in_projection=projected.in_projection,
@@ -201,6 +210,29 @@ def count(
         strays=projected.strays,
         seconds=seconds,
     )
+
+
+def _client_failures(events: Iterable[Envelope], accepted: Mapping[str, Envelope]) -> int:
+    """``events``: each id once, in topic order (a run's events share a partition)."""
+    streams: dict[str, StreamAssembler] = {}
+    failed: set[str] = set()
+    for event in events:
+        command = event.causation_id
+        if command not in accepted or command in failed:
+            continue
+        stream = streams.setdefault(command, StreamAssembler())
+        if event.message_type == DELTA:
+            stream.on_delta(event.payload)
+        elif event.message_type == RESUMED:
+            stream.on_resumed(event.payload)
+        elif event.message_type == FAILED:
+            failed.add(command)
+        elif event.message_type == COMPLETED:
+            try:
+                stream.on_completed(event.payload)
+            except ApiError:
+                failed.add(command)
+    return len(failed)
 
 
 @dataclass(frozen=True)

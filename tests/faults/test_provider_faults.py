@@ -2,7 +2,10 @@
 half the calls answering 500, calls hanging until the timeout, 429 storms with Retry-After,
 connections cut mid-stream. The fault starts a quarter into the load and lifts at three
 quarters; every request completes (on a retry or the fallback) or fails with a retryable code
-(a provider fault is transient: the client may try again), and the fallback did serve."""
+(a provider fault is transient: the client may try again), and the fallback did serve. The
+fallback words its answers differently, as another model would: a stream cut after some text
+and restarted there would reach its client as an error, so the cut streams must be continued
+(no client-visible failure at all)."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -16,6 +19,8 @@ from tests.faults.load import LoadShape
 from tests.integration.foundation_setup import ENV, FALLBACK_KEY, PRIMARY_KEY, write_config
 
 DURATION_S = 10.0
+PROMPT_WORDS = 30  # answers of ~200 characters: text has reached the client when a cut comes
+ANSWER_WORDS = PROMPT_WORDS + 3  # "echo: hello <id>" and the prompt's words
 
 
 @dataclass(frozen=True)
@@ -34,13 +39,17 @@ FAULTS = [
         FaultPlan(fault=Fault.RATE_LIMITED, retry_after="1"),
         FaultPlan(fault=Fault.RATE_LIMITED, rate=0.5, retry_after="1"),
     ),
-    ProviderFault("provider: drops mid-stream", FaultPlan(fault=Fault.DROP, rate=0.5), stream=True),
+    ProviderFault(
+        "provider: drops mid-stream",
+        FaultPlan(fault=Fault.DROP, rate=0.5, drop_after=ANSWER_WORDS - 3),
+        stream=True,
+    ),
 ]
 
 
 @pytest.fixture
 def fakes() -> Iterator[tuple[OpenAIFake, AnthropicFake]]:
-    primary, fallback = OpenAIFake(PRIMARY_KEY), AnthropicFake(FALLBACK_KEY)
+    primary, fallback = OpenAIFake(PRIMARY_KEY), AnthropicFake(FALLBACK_KEY, voice="heard")
     with primary, fallback:
         yield primary, fallback
 
@@ -61,6 +70,9 @@ def test_provider_fault_mid_load(
         primary.set_plan(FaultPlan())
         fallback.set_plan(FaultPlan())
 
-    shape = LoadShape(RATE, DURATION_S, chat_load(stream=fault.stream))
+    words = PROMPT_WORDS if fault.stream else 0
+    shape = LoadShape(RATE, DURATION_S, chat_load(stream=fault.stream, words=words))
     tally = run_case(fault.case, rig, provider_fault, shape=shape)
     assert tally.outcomes["completed via fallback"] > 0
+    if fault.stream:
+        assert tally.client_failures == 0, tally

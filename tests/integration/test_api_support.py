@@ -135,15 +135,22 @@ class Stack:
         self.apis.append(api)
         return api
 
-    def start_foundation(self, shared_state: bool = True) -> None:
-        """``shared_state``: budgets, cache and breakers in Redis (else in the process). The
-        repo's configs, but with output redaction off so answers stream delta by delta."""
-        configs = self.workdir / "foundation-configs"
-        shutil.copytree(REPO / "configs", configs, dirs_exist_ok=True)
-        guardrails = yaml.safe_load((configs / "guardrails.yaml").read_text())
-        for policy in guardrails["policies"].values():
-            policy["output"] = {"pii": None}
-        (configs / "guardrails.yaml").write_text(yaml.safe_dump(guardrails))
+    def start_foundation(
+        self,
+        shared_state: bool = True,
+        configs: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``shared_state``: budgets, cache and breakers in Redis (else in the process).
+        ``configs``: layer 1's config folder; by default the repo's, but with output
+        redaction off so answers stream delta by delta."""
+        if configs is None:
+            configs = self.workdir / "foundation-configs"
+            shutil.copytree(REPO / "configs", configs, dirs_exist_ok=True)
+            guardrails = yaml.safe_load((configs / "guardrails.yaml").read_text())
+            for policy in guardrails["policies"].values():
+                policy["output"] = {"pii": None}
+            (configs / "guardrails.yaml").write_text(yaml.safe_dump(guardrails))
         self.processes.append(
             start_processor(
                 FOUNDATION,
@@ -154,6 +161,7 @@ class Stack:
                 env={
                     "REDIS_URL": self.redis_url if shared_state else "",
                     "FOUNDATION_CONFIG_DIR": str(configs),
+                    **(env or {}),
                 },
             )
         )
@@ -233,16 +241,22 @@ def make_tenants() -> dict[str, Tenant]:
 
 @contextmanager
 def running_stack(
-    bootstrap: str, redis_url: str, workdir: Path, foundation_shared_state: bool = True
+    bootstrap: str,
+    redis_url: str,
+    workdir: Path,
+    foundation_shared_state: bool = True,
+    foundation_configs: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
-    """Topics of their own, the foundation processor, the projector and one API replica."""
+    """Topics of their own, the foundation processor, the projector and one API replica;
+    ``env`` is added to the foundation processor's environment (provider keys)."""
     topics = load_topic_catalog(prefix=f"t{uuid.uuid4().hex[:10]}.")
     ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), topics)
     tenants = make_tenants()
     config = write_api_config(workdir / "api.yaml", tenants)
     running = Stack(bootstrap, topics, redis_url, workdir, config, tenants)
     try:
-        running.start_foundation(foundation_shared_state)
+        running.start_foundation(foundation_shared_state, foundation_configs, env or {})
         running.start_projector()
         running.start_api().wait_ready()
         yield running
