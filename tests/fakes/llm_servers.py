@@ -8,8 +8,9 @@ continue a cut answer (OpenAI: the answer as the assistant's turn, then the gate
 continuation instruction; Anthropic: a prefill), they say the rest of their own answer after
 as many words as they were given, as a model carries on from text it is shown; with
 ``restate_words`` an OpenAI fake first repeats the last words it was given, as instruction-
-following models sometimes do. Every request is recorded (``received``). Faults are scripted with a ``FaultPlan``, in-process with ``set_plan`` or
-from another process with ``POST /_fake/plan`` (``GET /_fake/received`` lists requests).
+following models sometimes do. Every request is recorded (``received``). Faults are scripted
+with a ``FaultPlan``, in-process with ``set_plan`` or from another process with
+``POST /_fake/plan`` (``GET /_fake/received`` lists requests).
 
 HTTP is written by hand on ``asyncio`` streams so that the faults real providers show can be
 produced exactly: a hang, a connection cut in the middle of a body or a stream."""
@@ -25,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from processors.foundation.providers import CONTINUE_INSTRUCTION
+from processors.foundation.providers.openai_compat import CONTINUE_INSTRUCTION
 
 __all__ = [
     "AnthropicFake",

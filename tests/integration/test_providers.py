@@ -18,7 +18,6 @@ import pytest
 
 from processors.foundation.config import LatencyModel, ProviderSettings, SimulationSettings
 from processors.foundation.providers import (
-    CONTINUE_INSTRUCTION,
     ChatDelta,
     ChatMessage,
     ChatRequest,
@@ -29,6 +28,7 @@ from processors.foundation.providers import (
     SimulatedProvider,
     build_provider,
 )
+from processors.foundation.providers.openai_compat import CONTINUE_INSTRUCTION
 from tests.fakes.llm_servers import AnthropicFake, FakeLlmServer, Fault, FaultPlan, OpenAIFake
 
 KEY = "sk-test-4f7a9c2e-do-not-leak"

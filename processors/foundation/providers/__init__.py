@@ -13,7 +13,7 @@ from processors.foundation.providers.base import (
     Usage,
 )
 from processors.foundation.providers.factory import MissingApiKey, build_provider
-from processors.foundation.providers.openai_compat import CONTINUE_INSTRUCTION, OpenAICompatProvider
+from processors.foundation.providers.openai_compat import OpenAICompatProvider
 from processors.foundation.providers.pricing import cost_usd
 from processors.foundation.providers.simulated import SimulatedProvider
 from processors.foundation.providers.tokens import (
@@ -24,7 +24,6 @@ from processors.foundation.providers.tokens import (
 
 __all__ = [
     "AnthropicProvider",
-    "CONTINUE_INSTRUCTION",
     "ChatDelta",
     "ChatMessage",
     "ChatRequest",

@@ -17,7 +17,7 @@ from processors.foundation.providers.base import (
     Usage,
 )
 
-__all__ = ["CONTINUE_INSTRUCTION", "OpenAICompatProvider"]
+__all__ = ["OpenAICompatProvider"]
 
 _PATH = "/chat/completions"
 CONTINUE_INSTRUCTION = (
