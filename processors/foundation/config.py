@@ -58,6 +58,7 @@ class SimulationSettings(_Strict):
     latency: LatencyModel = LatencyModel()
     error_rate: float = Field(0.0, ge=0, le=1)
     error_kind: Literal["server_error", "timeout", "rate_limited"] = "server_error"
+    cut_rate: float = Field(0.0, ge=0, le=1)  # streams dropped halfway through their words
     completion_tokens: int = Field(32, ge=1)
     seed: int = 0
 

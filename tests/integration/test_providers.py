@@ -641,6 +641,24 @@ def test_simulated_continuation_says_the_rest_of_its_answer() -> None:
     assert " ".join(words[:2]) + streamed_text(deltas) == result.text
 
 
+def test_a_simulated_cut_drops_the_stream_halfway_and_a_continuation_finishes_it() -> None:
+    finisher = simulated(completion_tokens=6)  # the same answers, never cut
+
+    async def cut_then_continued(cutter: Provider) -> tuple[ChatResult, str, ProviderError]:
+        whole = await cutter.complete(HELLO, 5.0)  # cuts touch streams only
+        said: list[str] = []
+        with pytest.raises(ProviderError) as cut:
+            async for delta in cutter.stream(HELLO, 5.0):
+                said.append(delta.text or "")
+        continued = replace(HELLO, continue_from="".join(said))
+        rest = streamed_text([d async for d in finisher.stream(continued, 5.0)])
+        return whole, "".join(said) + rest, cut.value
+
+    whole, stitched, cut = using(simulated(completion_tokens=6, cut_rate=1.0), cut_then_continued)
+    assert cut.kind is FailureKind.CONNECTION and cut.continuable
+    assert stitched == whole.text
+
+
 def test_simulated_honours_max_tokens_and_offers_tool_calls() -> None:
     short = ChatRequest(model="m", messages=HELLO.messages, max_tokens=3)
 

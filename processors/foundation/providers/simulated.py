@@ -53,6 +53,7 @@ class _Attempt:
     usage: Usage
     latency_s: float
     failure: FailureKind | None
+    cut: bool  # a stream of it drops halfway through its words
 
 
 class SimulatedProvider:
@@ -77,10 +78,13 @@ class SimulatedProvider:
         )
 
     async def stream(self, request: ChatRequest, timeout_s: float) -> AsyncIterator[ChatDelta]:
-        """The whole latency passes before the first word; the words then follow at once."""
+        """The whole latency passes before the first word; the words then follow at once (or
+        half of them, then the connection drops, for an attempt that ``cut_rate`` cuts)."""
         attempt = self._attempt(request)
         await self._wait(attempt, timeout_s)
         for position, word in enumerate(attempt.words):
+            if attempt.cut and position == max(len(attempt.words) // 2, 1):
+                raise ProviderError(FailureKind.CONNECTION, "simulated: the stream was cut")
             spaced = position > 0 or request.continue_from is not None
             yield ChatDelta(text=f" {word}" if spaced else word)
         yield ChatDelta(
@@ -99,6 +103,7 @@ class SimulatedProvider:
         chance = random.Random(f"{self._settings.seed}:{digest}:{number}")  # noqa: S311 - no secret
         latency_s = _latency_ms(self._settings.latency, chance) / 1000
         failed = chance.random() < self._settings.error_rate
+        cut = chance.random() < self._settings.cut_rate
         words, calls, finish_reason = self._answer(request, digest)
         completion = len(words) or count_text_tokens(request.model, json.dumps(calls))
         return _Attempt(
@@ -108,6 +113,7 @@ class SimulatedProvider:
             usage=Usage(count_tokens(request.model, request.messages), completion, True),
             latency_s=latency_s,
             failure=FailureKind(self._settings.error_kind) if failed else None,
+            cut=cut,
         )
 
     def _answer(
