@@ -124,6 +124,15 @@ def stream_chat(stack: Stack, model: str, prompt: str, **options: Any) -> Stream
     return streamed
 
 
+def planned(
+    fakes: tuple[OpenAIFake, AnthropicFake], primary: FaultPlan, fallback: FaultPlan
+) -> AnthropicFake:
+    """What the fakes' next requests suffer; the fallback, whose requests tests read."""
+    fakes[0].set_plan(primary)
+    fakes[1].set_plan(fallback)
+    return fakes[1]
+
+
 def prompt() -> str:
     return f"tell {uuid.uuid4().hex[:8]} one two three four"
 
@@ -177,9 +186,7 @@ CUTS = [
 def test_a_cut_stream_reaches_the_client_whole_and_equal_to_the_final_answer(
     cut: Cut, stack: Stack, fakes: tuple[OpenAIFake, AnthropicFake]
 ) -> None:
-    primary, fallback = fakes
-    primary.set_plan(cut.primary)
-    fallback.set_plan(cut.fallback)
+    planned(fakes, cut.primary, cut.fallback)
     asked = prompt()
     streamed = stream_chat(stack, cut.model, asked)
     assert streamed.error is None
@@ -196,9 +203,7 @@ def test_a_cut_stream_reaches_the_client_whole_and_equal_to_the_final_answer(
 def test_a_continued_answer_counts_the_tokens_of_every_attempt(
     stack: Stack, fakes: tuple[OpenAIFake, AnthropicFake]
 ) -> None:
-    primary, fallback = fakes
-    primary.set_plan(dropped(3))
-    fallback.set_plan(FaultPlan())
+    fallback = planned(fakes, dropped(3), FaultPlan())
     asked = prompt()
     streamed = stream_chat(stack, "one-try", asked)
     done = streamed.terminal.payload
@@ -218,9 +223,7 @@ def test_a_continued_answer_counts_the_tokens_of_every_attempt(
 def test_when_every_target_is_cut_the_client_gets_a_retryable_error(
     stack: Stack, fakes: tuple[OpenAIFake, AnthropicFake]
 ) -> None:
-    primary, fallback = fakes
-    primary.set_plan(dropped(2))
-    fallback.set_plan(dropped(1))
+    planned(fakes, dropped(2), dropped(1))
     asked = prompt()
     streamed = stream_chat(stack, "one-try", asked)
     assert streamed.error is not None
@@ -232,9 +235,7 @@ def test_when_every_target_is_cut_the_client_gets_a_retryable_error(
 def test_a_cut_inside_a_tool_call_is_not_continued(
     stack: Stack, fakes: tuple[OpenAIFake, AnthropicFake]
 ) -> None:
-    primary, fallback = fakes
-    primary.set_plan(dropped(1))  # after the call's name, before its arguments
-    fallback.set_plan(FaultPlan())
+    fallback = planned(fakes, dropped(1), FaultPlan())  # cut after the call's name
     tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
     streamed = stream_chat(stack, "one-try", prompt(), tools=[tool])
     assert streamed.resumed_by() == []
@@ -246,9 +247,7 @@ def test_a_cut_inside_a_tool_call_is_not_continued(
 def test_a_route_that_restarts_cut_streams_ends_them_with_a_retryable_error(
     stack: Stack, fakes: tuple[OpenAIFake, AnthropicFake]
 ) -> None:
-    primary, fallback = fakes
-    primary.set_plan(dropped(3))
-    fallback.set_plan(FaultPlan())
+    planned(fakes, dropped(3), FaultPlan())
     asked = prompt()
     streamed = stream_chat(stack, "restart", asked)
     assert streamed.resumed_by() == []
