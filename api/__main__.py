@@ -1,6 +1,7 @@
 """``python -m api``: serve the API on ``API_GATEWAY_PORT`` (default 8080), loopback unless
-``API_HOST`` says otherwise. ``python -m api new-key --tenant T`` makes a key and prints the
-entry for ``configs/api.yaml`` (which stores only its hash)."""
+``API_HOST`` says otherwise. ``python -m api keys create|list|revoke`` manages keys every
+replica follows (``api/keys_cli.py``); ``python -m api new-key --tenant T`` makes a key and
+prints the entry for ``configs/api.yaml`` (which stores only its hash)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import uvicorn
 from api.app import create_app
 from api.auth import LOCAL_DEV_KEY, hash_key, local_dev_key_allowed, new_key
 from api.config import ApiConfig, load_api_config
+from api.keys_cli import add_key_commands, run_key_command
 from api.settings import ApiSettings
 from streams.log_format import configure_json_logging
 
@@ -23,7 +25,10 @@ def main() -> None:
     key = commands.add_parser("new-key", help="make a key for a tenant")
     key.add_argument("--tenant", required=True)
     key.add_argument("--id", help="names the key in logs and metrics (default: the tenant)")
+    add_key_commands(commands)
     args = parser.parse_args()
+    if args.command == "keys":
+        sys.exit(run_key_command(args))
     if args.command == "new-key":
         secret = new_key()
         entry = {"id": args.id or args.tenant, "tenant": args.tenant, "sha256": hash_key(secret)}

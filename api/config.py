@@ -45,8 +45,16 @@ class DevMode(_Strict):
     tenant: str = Field("default", pattern=_TENANT)
 
 
+class AdminKey(_Strict):
+    """A key for the admin API (``/v1/admin/keys``); no tenant, no traffic."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class Auth(_Strict):
     keys: list[ApiKey] = Field(default_factory=list)
+    admin_keys: list[AdminKey] = Field(default_factory=list)
     dev: DevMode = DevMode()
 
     @model_validator(mode="after")

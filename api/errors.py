@@ -39,6 +39,7 @@ class HttpErrorCode(StrEnum):
     again shortly) and ``STREAM_INCONSISTENT`` are worth retrying unchanged."""
 
     UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
     NOT_FOUND = "NOT_FOUND"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
@@ -64,6 +65,7 @@ _STATUS: dict[Code, int] = {
     ErrorCode.PROVIDER_TIMEOUT: 504,
     ErrorCode.DEADLINE_EXCEEDED: 504,
     HttpErrorCode.UNAUTHENTICATED: 401,
+    HttpErrorCode.FORBIDDEN: 403,
     HttpErrorCode.NOT_FOUND: 404,
     HttpErrorCode.METHOD_NOT_ALLOWED: 405,
     HttpErrorCode.IDEMPOTENCY_CONFLICT: 409,

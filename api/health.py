@@ -63,6 +63,8 @@ async def _kafka(services: Services) -> str:
         return "KAFKA_BOOTSTRAP_SERVERS is not set"
     if not link.hub.ready:
         return "event hub not positioned yet"
+    if not link.keys.ready:
+        return "managed keys not read yet"
     return await asyncio.to_thread(
         _broker_reachable, str(services.settings.streams.kafka_bootstrap_servers)
     )

@@ -13,13 +13,15 @@ from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
-from api.auth import KeyRing, Principal, local_dev_key_allowed
+from api.auth import KeyRing, ManagedLookup, Principal, local_dev_key_allowed
 from api.config import ApiConfig
 from api.event_hub import EventHub
 from api.feed import Feed
 from api.history import EventHistory
 from api.idempotency import IdempotencyStore, MemoryIdempotencyStore, RedisIdempotencyStore
 from api.in_flight import RunsInFlight
+from api.keys import CREATED as KEY_CREATED
+from api.keys import KeyFollower
 from api.projections_client import ProjectionsClient
 from api.publisher import CommandPublisher
 from api.rate_limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -30,14 +32,22 @@ from streams.envelope import WriterIdentity
 from streams.errors import ErrorCode, PlatformError
 from streams.wiring import serde_for, topics_for
 
-__all__ = ["Kafka", "Services", "authenticated", "running_services", "services_of"]
+__all__ = [
+    "Kafka",
+    "Services",
+    "admin_authenticated",
+    "authenticated",
+    "running_services",
+    "services_of",
+]
 
 
 @dataclass(frozen=True)
 class Kafka:
     hub: EventHub
-    publisher: CommandPublisher
+    publisher: CommandPublisher  # commands, and the key events of the admin API
     feed: Feed
+    keys: KeyFollower
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,23 @@ async def authenticated(
     return services_of(request).keys.authenticate(request.headers.get("authorization"))
 
 
+def _managed_lookup(keys: KeyFollower, config: ApiConfig) -> ManagedLookup:
+    def principal(sha256: str) -> Principal | None:
+        key = keys.lookup(sha256)
+        if key is None:
+            return None
+        return Principal(key.key_id, key.tenant, key.limits or config.limits.default)
+
+    return principal
+
+
+async def admin_authenticated(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)]
+) -> str:
+    """The admin key's id; 401 without a key, 403 for a key that is not an admin key."""
+    return services_of(request).keys.admin(request.headers.get("authorization"))
+
+
 @contextlib.asynccontextmanager
 async def running_services(settings: ApiSettings, config: ApiConfig) -> AsyncIterator[Services]:
     redis: Redis | None = connect_redis(settings.redis_url) if settings.redis_url else None
@@ -98,9 +125,11 @@ async def running_services(settings: ApiSettings, config: ApiConfig) -> AsyncIte
         serde = serde_for(settings.streams)
         hub = EventHub(bootstrap, serde, topics.event_topics(), recent)
         publisher = CommandPublisher(bootstrap, serde, topics, config.chat.publish_timeout_s)
-        kafka = Kafka(hub, publisher, Feed(hub, recent, history, config.feed))
+        followed = KeyFollower(bootstrap, serde, topics.topic_for(KEY_CREATED))
+        kafka = Kafka(hub, publisher, Feed(hub, recent, history, config.feed), followed)
         hub.start()
         publisher.start()
+        followed.start()
     try:
         yield Services(
             settings=settings,
@@ -109,6 +138,7 @@ async def running_services(settings: ApiSettings, config: ApiConfig) -> AsyncIte
                 config,
                 settings.auth_mode == "dev",
                 local_dev_key_allowed(config, settings.host),
+                _managed_lookup(kafka.keys, config) if kafka is not None else None,
             ),
             limiter=RedisRateLimiter(redis) if redis else MemoryRateLimiter(),
             idempotency=RedisIdempotencyStore(redis, ttl) if redis else MemoryIdempotencyStore(ttl),
@@ -126,6 +156,7 @@ async def running_services(settings: ApiSettings, config: ApiConfig) -> AsyncIte
             kafka.feed.stop()
             await kafka.publisher.aclose()
             await kafka.hub.stop()
+            await kafka.keys.stop()
         await projections.aclose()
         if redis is not None:
             await redis.aclose()

@@ -117,15 +117,21 @@ def _call(run: _Run, stream: bool) -> None:
     rng = run.rng
     targets = rng.sample(TARGETS, 3)
     attempt = 0
+    cut_after = 0  # characters a stream cut short had streamed: the next attempt resumes there
     for index, target in enumerate(targets):
         attempt += 1
         reason = "primary" if index == 0 else "fallback after timeout"
         run.emit("router.decision.made", _decision(targets, target, reason, attempt))
+        if cut_after:
+            run.emit("llm.stream.resumed", _resumed(target, attempt, cut_after))
         if rng.random() < 0.85:
             if stream:
                 for delta in range(rng.randint(2, 4)):
                     run.emit("llm.delta.generated", _delta(target, attempt, delta), after_ms=30)
             return _complete(run, target, attempt, cache_hit=False, fallback=index > 0)
+        if stream and rng.random() < 0.5:
+            run.emit("llm.delta.generated", _delta(target, attempt, 0), after_ms=30)
+            cut_after += len(_delta(target, attempt, 0)["text"])
         kind = rng.choice(_FAILURES)
         latency = rng.randint(50, 3000)
         run.emit("llm.attempt.failed", _attempt_failed(target, attempt, kind, latency), latency)
@@ -276,6 +282,17 @@ def _fallback(source: tuple[str, str], target: tuple[str, str], kind: str) -> di
         "to_provider": target[0],
         "to_model": target[1],
         "reason": kind,
+    }
+
+
+def _resumed(target: tuple[str, str], attempt: int, after_chars: int) -> dict[str, Any]:
+    return {
+        "provider": target[0],
+        "model": target[1],
+        "attempt": attempt,
+        "continues_attempt": attempt - 1,
+        "after_chars": after_chars,
+        "sent_chars": after_chars,
     }
 
 

@@ -7,6 +7,26 @@ readers always get it. Types are defined before use (no postponed annotations, s
 from datetime import datetime
 from typing import Literal, NotRequired, TypedDict
 
+
+class AuthKeyCreatedPayload(TypedDict):
+    """The key, without its secret."""
+
+    key_id: str
+    name: NotRequired[str | None]
+    sha256: str
+    prefix: str
+    rpm: NotRequired[int | None]
+    tpm: NotRequired[int | None]
+    created_by: str
+
+
+class AuthKeyRevokedPayload(TypedDict):
+    """Which key, and who revoked it."""
+
+    key_id: str
+    revoked_by: str
+
+
 BreakerStateFrom = Literal["closed", "open", "half_open"]
 
 
@@ -236,6 +256,8 @@ class WorkflowRunRequestedPayload(TypedDict):
 
 
 PAYLOAD_TYPES: dict[str, type] = {
+    "auth.key.created": AuthKeyCreatedPayload,
+    "auth.key.revoked": AuthKeyRevokedPayload,
     "breaker.state.changed": BreakerStateChangedPayload,
     "budget.check.completed": BudgetCheckCompletedPayload,
     "cache.lookup.completed": CacheLookupCompletedPayload,

@@ -44,6 +44,9 @@ class TopicSpec(_Strict):
     replication_factor: int | None = Field(None, ge=1)
     retention_ms: int | None = Field(None, ge=-1)
     cleanup_policy: Literal["delete", "compact"] = "delete"
+    # Control-plane facts (API keys) the services that need them read whole; they are no
+    # run's events, so projectors and live readers leave them out.
+    control: bool = False
     carries: list[str] = Field(default_factory=list)
 
     @field_validator("carries")
@@ -83,12 +86,15 @@ class TopicCatalog(_Strict):
         raise LookupError(f"no topic carries {message_type}")
 
     def event_topics(self) -> list[str]:
-        """Topics that carry events (not commands): what projectors and live readers read."""
+        """Topics that carry run events (not commands, not control): what projectors and live
+        readers read."""
         schemas = default_catalog()
         return [
             topic.name
             for topic in self.topics
-            if topic.carries and all(schemas.latest(t).kind == "event" for t in topic.carries)
+            if topic.carries
+            and not topic.control
+            and all(schemas.latest(t).kind == "event" for t in topic.carries)
         ]
 
     def dead_letter_of(self, topic: str) -> str:

@@ -92,12 +92,15 @@ def test_every_operation_documents_structured_errors_and_bearer_auth() -> None:
             f"GET /v1/analytics/{name}"
             for name in ("latency", "errors", "cache", "cost", "guardrails")
         ),
+        "POST /v1/admin/keys",
+        "GET /v1/admin/keys",
+        "DELETE /v1/admin/keys/{key_id}",
         "GET /healthz",
         "GET /readyz",
         "GET /metrics",
     }
     for name, operation in operations.items():
-        if name.startswith(("POST /v1", "GET /v1")):
+        if name.startswith(("POST /v1", "GET /v1", "DELETE /v1")):
             assert operation["security"] == [{"HTTPBearer": []}], name
             for status in ("default", "401", "422"):
                 content = operation["responses"][status]["content"]["application/json"]

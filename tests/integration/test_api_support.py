@@ -208,17 +208,20 @@ class Stack:
         assert not failures, failures
 
 
-def write_api_config(path: Path, tenants: dict[str, Tenant], **sections: Any) -> Path:
+def write_api_config(
+    path: Path, tenants: dict[str, Tenant], admins: dict[str, str] | None = None, **sections: Any
+) -> Path:
     """Keys for ``tenants`` (stored hashed, as in production), generous limits unless a key's
-    name starts with ``limited`` (2 requests a minute)."""
+    name starts with ``limited`` (2 requests a minute); ``admins``: admin keys by id."""
     keys = []
     for name, tenant in tenants.items():
         key: dict[str, Any] = {"id": name, "tenant": tenant.name, "sha256": hash_key(tenant.key)}
         if name.startswith("limited"):
             key["limits"] = {"rpm": 2, "tpm": 1_000_000}
         keys.append(key)
+    admin_keys = [{"id": id_, "sha256": hash_key(key)} for id_, key in (admins or {}).items()]
     config = {
-        "auth": {"keys": keys},
+        "auth": {"keys": keys, "admin_keys": admin_keys},
         "limits": {"default": {"rpm": 100_000, "tpm": 100_000_000}, "max_body_bytes": 65536},
         "feed": {"heartbeat_s": 0.5, "client_queue": 1000, "tenant_buffer": 5000},
         **sections,
@@ -247,13 +250,14 @@ def running_stack(
     foundation_shared_state: bool = True,
     foundation_configs: Path | None = None,
     env: dict[str, str] | None = None,
+    admins: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     """Topics of their own, the foundation processor, the projector and one API replica;
     ``env`` is added to the foundation processor's environment (provider keys)."""
     topics = load_topic_catalog(prefix=f"t{uuid.uuid4().hex[:10]}.")
     ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), topics)
     tenants = make_tenants()
-    config = write_api_config(workdir / "api.yaml", tenants)
+    config = write_api_config(workdir / "api.yaml", tenants, admins)
     running = Stack(bootstrap, topics, redis_url, workdir, config, tenants)
     try:
         running.start_foundation(foundation_shared_state, foundation_configs, env or {})

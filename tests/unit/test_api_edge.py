@@ -63,7 +63,7 @@ def test_every_code_has_a_status_and_retryable_matches_the_catalogue() -> None:
     assert status_of(ErrorCode.DEADLINE_EXCEEDED) == 504
     assert status_of(ErrorCode.DEPENDENCY_UNAVAILABLE) == 503
     assert status_of(ErrorCode.RATE_LIMITED) == 429
-    assert [status_of(c) for c in HttpErrorCode] == [401, 404, 405, 413, 409, 502, 503]
+    assert [status_of(c) for c in HttpErrorCode] == [401, 403, 404, 405, 413, 409, 502, 503]
     assert ApiError(ErrorCode.INVALID_REQUEST, "m", status=422).status == 422
 
 
