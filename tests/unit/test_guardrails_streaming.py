@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from itertools import pairwise
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import processors.foundation.guardrails.streaming as guard_module
 from processors.foundation.config import GuardrailPolicy
 from processors.foundation.guardrails import StreamGuard, check_output
 from processors.foundation.guardrails.evaluation import PiiSample, load_pii_samples
@@ -166,3 +168,47 @@ def test_flag_only_and_rule_free_policies_release_each_delta_at_once() -> None:
             " ok",
             "",
         ]
+
+
+def test_a_long_answer_is_scanned_in_a_window_and_still_releases_exactly_the_final_answer() -> None:
+    """Past the scan window (the answer's start is no longer read): every labeled sample,
+    each after several hundred characters of text, in one answer streamed in uneven pieces,
+    releases exactly ``check_output``'s text and never a value it redacts."""
+    rng = random.Random(7)
+    parts = []
+    for sample in SAMPLES:
+        parts.append(FILLER * rng.randint(1, 4))
+        parts.append(sample.text)
+    text = "".join(parts) + FILLER
+    assert len(text) > 20 * 512
+    cuts = sorted(rng.sample(range(1, len(text)), len(text) // 5))
+    pieces = released(DEFAULT, splits(text, cuts))
+    final = check_output(text, DEFAULT, "p").text
+    sent = ""
+    for piece in pieces:
+        sent += piece
+        assert final.startswith(sent)
+    assert sent == final
+    redacted = [text[f.start : f.end] for s in SAMPLES for f in s.expected]
+    assert all(value not in sent for value in redacted if value not in final)
+
+
+def test_a_long_answer_costs_each_piece_the_same_not_more_as_it_grows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Scans read a bounded window: the work per piece does not grow with the answer (a
+    whole-answer scan per piece made a 10 KB answer cost ~100 ms of CPU)."""
+    scanned: list[int] = []
+    original = guard_module.scan_output
+
+    def counting(text: str, policy: GuardrailPolicy) -> Any:
+        scanned.append(len(text))
+        return original(text, policy)
+
+    monkeypatch.setattr(guard_module, "scan_output", counting)
+    words = (FILLER * 300).split(" ")
+    guard = StreamGuard(DEFAULT)
+    for word in words:
+        guard.push(f" {word}")
+    assert len(" ".join(words)) > 10_000
+    assert max(scanned) < 2 * 512 + 200

@@ -76,16 +76,19 @@ class OutputScan:
     blocked_by: str | None
     settled: int
 
-    def releasable(self) -> str:
-        """The redacted settled part, cut back to the start of a redaction it would split (that
-        span may still grow); nothing while a block rule matches."""
-        if self.blocked_by is not None:
-            return ""
+    def releasable_from(self, start: int) -> tuple[int, str]:
+        """From ``start`` (a point released before) to the end of the settled part, cut back to
+        the start of a redaction it would split (that span may still grow): where that is, and
+        the text redacted; nothing while a block rule matches. Redactions before ``start`` were
+        applied when it was released."""
         end = self.settled
-        for start, stop, _ in self.redactions:
-            if start < end < stop:
-                end = start
-        return _apply(self.text[:end], [r for r in self.redactions if r[1] <= end])
+        for first, stop, _ in self.redactions:
+            if first < end < stop:
+                end = first
+        if self.blocked_by is not None or end <= start:
+            return start, ""
+        inside = [(a - start, b - start, label) for a, b, label in self.redactions if a >= start and b <= end]
+        return end, _apply(self.text[start:end], inside)
 
 
 class _PiiRule(Protocol):

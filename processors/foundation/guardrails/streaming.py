@@ -16,44 +16,64 @@ from processors.foundation.guardrails.policy import check_output, scan_output
 
 __all__ = ["StreamGuard"]
 
-# Each scan reads the whole answer so far (a window could split a match and find something
-# else), so while text is held back scans are paced to one per this many new characters, about
-# a dozen tokens: a 10 KB answer costs ~150 scans, not one per token.
+# While text is held back, scans are paced to one per this many new characters (about a dozen
+# tokens).
 _RESCAN_AFTER = 64
+# A scan reads the answer from a window start this many characters before what was released
+# (at a whitespace, outside any redaction): more than any finding that could still change
+# reaches back (twice the longest spaced pattern; a finding without whitespace starts after
+# a whitespace), so it finds what a scan of the whole answer would, at a cost that does not
+# grow with the answer. Deny terms longer than this widen it.
+_CONTEXT = 256
 
 
 class StreamGuard:
-    """One attempt's answer: ``push`` each raw delta and send what it returns, then send what
-    ``finish`` returns. While a block rule matches nothing is released; one that still matches
-    at the end releases nothing more and the run fails."""
+    """One answer: ``push`` each raw delta and send what it returns, then send what ``finish``
+    returns. While a block rule matches nothing is released; one that still matches at the end
+    releases nothing more and the run fails."""
 
     def __init__(self, policy: GuardrailPolicy) -> None:
         self._policy = policy
+        terms = policy.output.deny_terms
+        longest_term = max((len(t) for t in terms.terms), default=0) if terms else 0
+        self._context = max(_CONTEXT, 2 * longest_term)
         self._text = ""
         self._released = ""
+        self._released_raw = 0  # how much of the raw text the released text covers
         self._rescan_at = 0
-
-    def push(self, delta: str) -> str:
-        """The newly safe text, redacted; empty while it is held back."""
-        self._text += delta
-        if len(self._text) < self._rescan_at:
-            return ""
-        scan = scan_output(self._text, self._policy)
-        held = scan.settled < len(self._text)
-        self._rescan_at = len(self._text) + (_RESCAN_AFTER if held else 0)
-        return self._release(scan.releasable())
 
     @property
     def released_chars(self) -> int:
         """How much redacted text has been let out so far."""
         return len(self._released)
 
+    def push(self, delta: str) -> str:
+        """The newly safe text, redacted; empty while it is held back."""
+        self._text += delta
+        if len(self._text) < self._rescan_at:
+            return ""
+        base = self._window_start()
+        scan = scan_output(self._text[base:], self._policy)
+        held = base + scan.settled < len(self._text)
+        self._rescan_at = len(self._text) + (_RESCAN_AFTER if held else 0)
+        end, new = scan.releasable_from(self._released_raw - base)
+        self._released_raw = base + end
+        self._released += new
+        return new
+
     def finish(self) -> str:
         """The rest of the redacted answer, now that nothing more can come."""
         outcome = check_output(self._text, self._policy, "")
-        return self._release("" if outcome.blocked else outcome.text)
-
-    def _release(self, releasable: str) -> str:
-        new = releasable[len(self._released) :]
+        if outcome.blocked:
+            return ""
+        new = outcome.text[len(self._released) :]
         self._released += new
         return new
+
+    def _window_start(self) -> int:
+        """A whitespace at least the context before the released point, or the start."""
+        limit = self._released_raw - self._context
+        if limit <= 0:
+            return 0
+        space = max(self._text.rfind(c, 0, limit) for c in " \n")
+        return max(space, 0)
