@@ -87,7 +87,11 @@ class OutputScan:
                 end = first
         if self.blocked_by is not None or end <= start:
             return start, ""
-        inside = [(a - start, b - start, label) for a, b, label in self.redactions if a >= start and b <= end]
+        inside = [
+            (a - start, b - start, label)
+            for a, b, label in self.redactions
+            if a >= start and b <= end
+        ]
         return end, _apply(self.text[start:end], inside)
 
 
