@@ -212,3 +212,12 @@ def test_a_long_answer_costs_each_piece_the_same_not_more_as_it_grows(
         guard.push(f" {word}")
     assert len(" ".join(words)) > 10_000
     assert max(scanned) < 2 * 512 + 200
+
+
+def test_the_first_words_go_out_once_whole_not_after_a_full_pace() -> None:
+    """Time to first token: a typical opening is released after its first few tokens (the
+    full pace of 64 characters would hold it for about fifteen)."""
+    tokens = ["Hello", ",", " I", " am", " a", " helpful", " assistant", ".", " The", " weather"]
+    guard = StreamGuard(DEFAULT)
+    first = next(i for i, token in enumerate(tokens) if guard.push(token))
+    assert first <= 4

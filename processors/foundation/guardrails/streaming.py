@@ -16,8 +16,11 @@ from processors.foundation.guardrails.policy import check_output, scan_output
 
 __all__ = ["StreamGuard"]
 
-# While text is held back, scans are paced to one per this many new characters (about a dozen
-# tokens).
+# While text is held back, scans are paced: at first one per _FIRST_PACE new characters, so
+# the first words go out as soon as they are whole (time to first token), then one per as
+# many characters as were released so far, up to _RESCAN_AFTER (about a dozen tokens): a few
+# more scans per answer, and the first text out a word after it came instead of 64 characters.
+_FIRST_PACE = 8
 _RESCAN_AFTER = 64
 # A scan reads the answer from a window start this many characters before what was released
 # (at a whitespace, outside any redaction): more than any finding that could still change
@@ -55,10 +58,11 @@ class StreamGuard:
         base = self._window_start()
         scan = scan_output(self._text[base:], self._policy)
         held = base + scan.settled < len(self._text)
-        self._rescan_at = len(self._text) + (_RESCAN_AFTER if held else 0)
         end, new = scan.releasable_from(self._released_raw - base)
         self._released_raw = base + end
         self._released += new
+        pace = min(_RESCAN_AFTER, max(_FIRST_PACE, len(self._released)))
+        self._rescan_at = len(self._text) + (pace if held else 0)
         return new
 
     def finish(self) -> str:
