@@ -129,7 +129,7 @@ def _call(run: _Run, stream: bool) -> None:
                 for delta in range(rng.randint(2, 4)):
                     run.emit("llm.delta.generated", _delta(target, attempt, delta), after_ms=30)
             return _complete(run, target, attempt, cache_hit=False, fallback=index > 0)
-        if stream and rng.random() < 0.5:
+        if stream and _cut_mid_stream(run, attempt):
             run.emit("llm.delta.generated", _delta(target, attempt, 0), after_ms=30)
             cut_after += len(_delta(target, attempt, 0)["text"])
         kind = rng.choice(_FAILURES)
@@ -283,6 +283,12 @@ def _fallback(source: tuple[str, str], target: tuple[str, str], kind: str) -> di
         "to_model": target[1],
         "reason": kind,
     }
+
+
+def _cut_mid_stream(run: _Run, attempt: int) -> bool:
+    """Half the failed streamed attempts were cut after some text; drawn apart from the run's
+    own sequence, so the rest of the workload is what it was before cuts were modelled."""
+    return random.Random(f"{run.correlation_id}/{attempt}").random() < 0.5  # noqa: S311
 
 
 def _resumed(target: tuple[str, str], attempt: int, after_chars: int) -> dict[str, Any]:

@@ -69,6 +69,10 @@ class ProviderSettings(_Strict):
     base_url: str | None = None
     api_key_env: str | None = None
     timeout_ms: int = Field(30_000, ge=1)
+    # A stream that has begun and then sends nothing for this long is cut (and continued by
+    # the next attempt); null: only timeout_ms bounds it. The wait for the first chunk is not
+    # counted (a model may think long before it speaks).
+    stream_idle_timeout_ms: int | None = Field(10_000, ge=1)
     max_in_flight: int = Field(200, ge=1)
     continues_streams: bool = True  # False: its models cannot go on from a cut answer
     models: dict[str, ModelPrice] = Field(default_factory=dict)

@@ -52,19 +52,55 @@ _GRACE_S = 0.5  # a call is cut this long past its adapter's own timeout, whatev
 
 @dataclass
 class _OpenStream:
-    """A streaming call in progress. Its hard bound is one timer for the whole stream (a
-    timeout per delta would cost more than the delta): when it fires while the run waits for
-    a delta, the wait is cancelled; when it fires between deltas, the next wait ends at once."""
+    """A streaming call in progress, bounded by one timer rather than a timeout per delta
+    (which would cost more than the delta): the whole stream's bound, and once it has begun,
+    how long it may go quiet (``idle_s``). A delta only notes its time; the timer, when it
+    fires, expires the stream or is set again for the later of the bounds. When it expires
+    the stream while the run waits for a delta, the wait is cancelled; between deltas, the
+    next wait ends at once."""
 
     deltas: AsyncIterator[ChatDelta]
     timeout_s: float
+    idle_s: float | None
     started: float  # the run's clock
+    loop: asyncio.AbstractEventLoop
+    deadline: float  # loop time
     first: float | None = None  # the run's clock, at the first delta
+    last_at: float | None = None  # loop time of the latest delta
     waiting: asyncio.Task[Any] | None = None
     expired: bool = False
+    went_quiet: bool = False
     watchdog: asyncio.TimerHandle | None = None
 
-    def expire(self) -> None:
+    def arm(self, at: float) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        self.watchdog = self.loop.call_at(at, self._check)
+
+    def delta_arrived(self) -> None:
+        now = self.loop.time()
+        if self.last_at is None and self.idle_s is not None:
+            self.arm(min(self.deadline, now + self.idle_s))  # once: the quiet bound begins
+        self.last_at = now
+
+    def failure(self) -> ProviderError:
+        if self.went_quiet and self.idle_s is not None:
+            return ProviderError(FailureKind.TIMEOUT, f"no chunk for {self.idle_s:.1f}s mid-stream")
+        return _timed_out(self.timeout_s)
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        if now >= self.deadline:
+            return self._expire()
+        if self.idle_s is not None and self.last_at is not None:
+            quiet_until = self.last_at + self.idle_s
+            if now >= quiet_until:
+                self.went_quiet = True
+                return self._expire()
+            return self.arm(min(self.deadline, quiet_until))
+        return self.arm(self.deadline)
+
+    def _expire(self) -> None:
         self.expired = True
         if self.waiting is not None:
             self.waiting.cancel()
@@ -85,6 +121,7 @@ class RunEdge:
         sleep: Callable[[float], Awaitable[None]],
         commit: Callable[[list[Envelope]], Awaitable[None]],
         release: Callable[[Envelope], None],
+        idle_timeouts_s: Mapping[str, float] | None = None,
     ) -> None:
         self._command = command
         self._stores = stores
@@ -94,6 +131,7 @@ class RunEdge:
         self._sleep = sleep
         self._commit = commit
         self._release = release
+        self._idle_timeouts_s = idle_timeouts_s or {}
         self._pending: list[Envelope] = []
         self._stream: _OpenStream | None = None
 
@@ -219,9 +257,16 @@ class RunEdge:
     async def _open_stream(self, effect: OpenStream) -> None:
         await self._end_stream()
         deltas = self._providers[effect.provider].stream(effect.request, effect.timeout_s)
-        stream = self._stream = _OpenStream(deltas, effect.timeout_s, self._clock())
         loop = asyncio.get_running_loop()
-        stream.watchdog = loop.call_later(effect.timeout_s + _GRACE_S, stream.expire)
+        stream = self._stream = _OpenStream(
+            deltas,
+            effect.timeout_s,
+            self._idle_timeouts_s.get(effect.provider),
+            self._clock(),
+            loop,
+            loop.time() + effect.timeout_s + _GRACE_S,
+        )
+        stream.arm(stream.deadline)
 
     async def _next_delta(self, _: NextDelta) -> ChatDelta | StreamEnd | ProviderError:
         stream = self._stream
@@ -229,7 +274,7 @@ class RunEdge:
             raise RuntimeError("NextDelta without an open stream")
         if stream.expired:
             await self._end_stream()
-            return _timed_out(stream.timeout_s)
+            return stream.failure()
         task = stream.waiting = asyncio.current_task()
         try:
             delta = await anext(stream.deltas)
@@ -247,11 +292,12 @@ class RunEdge:
             if not stream.expired or task is None or task.uncancel() > 0:
                 raise  # not (only) the watchdog: the run itself is cancelled
             await self._end_stream()
-            return _timed_out(stream.timeout_s)
+            return stream.failure()
         finally:
             stream.waiting = None
         if stream.first is None:
             stream.first = self._clock()
+        stream.delta_arrived()
         return delta
 
     async def _end_stream(self) -> None:

@@ -130,5 +130,6 @@ class ChatPipeline:
             self._sleep,
             commit,
             send,
+            ProviderPool.idle_timeouts(config),
         )
         await edge.run(decide(command, config, conditions))

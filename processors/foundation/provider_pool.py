@@ -41,6 +41,15 @@ class ProviderPool:
     def timeouts(config: FoundationConfig) -> dict[str, float]:
         return {name: s.timeout_ms / 1000 for name, s in config.providers.providers.items()}
 
+    @staticmethod
+    def idle_timeouts(config: FoundationConfig) -> dict[str, float]:
+        """How long a begun stream may go quiet, per provider that sets a bound."""
+        return {
+            name: s.stream_idle_timeout_ms / 1000
+            for name, s in config.providers.providers.items()
+            if s.stream_idle_timeout_ms is not None
+        }
+
     async def aclose(self) -> None:
         await asyncio.gather(*(p.aclose() for p in self._providers.values()))
         self._providers = {}

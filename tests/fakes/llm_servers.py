@@ -47,6 +47,7 @@ class Fault(StrEnum):
     MALFORMED = "malformed"  # 200 whose body (or a stream event) is not JSON
     WRONG_SHAPE = "wrong_shape"  # 200 with JSON that is not the API's answer
     DROP = "drop"  # the connection cut mid-body, or mid-stream after a few events
+    STALL = "stall"  # a stream that stops sending after a few events, its connection open
     STREAM_ERROR = "stream_error"  # a stream that starts, then reports an error event
 
 
@@ -63,7 +64,7 @@ class FaultPlan:
     latency_s: float = 0.0
     retry_after: str = "2"
     report_usage: bool = True
-    drop_after: int | None = None  # DROP in a stream: cut after this many content events
+    drop_after: int | None = None  # DROP, STALL in a stream: after this many content events
     restate_words: int = 0  # an instructed continuation first repeats this many words
 
     def fault_for(self, number: int) -> Fault | None:
@@ -281,7 +282,7 @@ class FakeLlmServer:
             await _write(writer, _json_response(200, {"object": "surprise", "data": [1, 2]}))
             return True
         if body.get("stream"):
-            return await self._stream(writer, body, plan, fault)
+            return await self._stream(reader, writer, body, plan, fault)
         answer = json.dumps(self.reply(body, plan)).encode()
         if fault is Fault.DROP:
             head = _head(200, {**_JSON, "content-length": str(len(answer))})
@@ -316,6 +317,7 @@ class FakeLlmServer:
 
     async def _stream(
         self,
+        reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         body: dict[str, Any],
         plan: FaultPlan,
@@ -333,6 +335,10 @@ class FakeLlmServer:
             if fault is Fault.DROP and position == cut_at:
                 await writer.drain()
                 writer.transport.abort()
+                return False
+            if fault is Fault.STALL and position == cut_at:
+                await writer.drain()
+                await reader.read()  # silent until the client gives up and closes
                 return False
             writer.write(b"%x\r\n%s\r\n" % (len(event), event))
             await writer.drain()

@@ -15,6 +15,7 @@ from typing import Any
 
 import openai
 import pytest
+import yaml
 from openai import OpenAI
 
 from processors.foundation.providers import ChatMessage, count_text_tokens, count_tokens
@@ -29,6 +30,7 @@ from tests.integration.test_api_support import Stack, running_stack
 SERDE = AvroSerde(default_catalog(), SingleObjectFraming(default_catalog()))
 TERMINAL = ("llm.request.completed", "llm.request.failed")
 WORDS = 7  # "echo: tell <tag> one two three four", one chunk a word
+IDLE_MS = 300  # a begun stream quiet this long is cut (the whole call may take 3 s)
 
 
 def route(model: str, attempts: int, resume: str = "continue") -> dict[str, Any]:
@@ -75,6 +77,10 @@ def stack(
         routing=routing,
         guardrails=guardrails,
     )
+    providers = yaml.safe_load((configs / "providers.yaml").read_text())
+    for settings in providers["providers"].values():
+        settings["stream_idle_timeout_ms"] = IDLE_MS
+    (configs / "providers.yaml").write_text(yaml.safe_dump(providers))
     with running_stack(bootstrap, redis_url, workdir, foundation_configs=configs, env=ENV) as up:
         yield up
 
@@ -198,6 +204,19 @@ def test_a_cut_stream_reaches_the_client_whole_and_equal_to_the_final_answer(
     assert streamed.resumed_by() == cut.resumed_by
     assert done.payload["provider"] == cut.served_by
     assert done.payload["fallback_used"] == (cut.served_by == "fallback")
+
+
+def test_a_stream_that_goes_quiet_midway_is_cut_at_its_idle_bound_and_continued(
+    stack: Stack, fakes: tuple[OpenAIFake, AnthropicFake]
+) -> None:
+    planned(fakes, FaultPlan(script=(Fault.STALL,), drop_after=3), FaultPlan())
+    asked = prompt()
+    streamed = stream_chat(stack, "one-try", asked)
+    assert streamed.error is None and streamed.text == f"echo: {asked}"
+    assert streamed.resumed_by() == ["fallback"]
+    [quiet] = [e.payload for e in streamed.events if e.message_type == "llm.attempt.failed"]
+    assert quiet["failure_kind"] == "timeout"
+    assert quiet["detail"] == f"no chunk for {IDLE_MS / 1000:.1f}s mid-stream"
 
 
 def test_a_continued_answer_counts_the_tokens_of_every_attempt(
