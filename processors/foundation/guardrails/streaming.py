@@ -16,10 +16,10 @@ from processors.foundation.guardrails.policy import check_output, scan_output
 
 __all__ = ["StreamGuard"]
 
-# While text is held back, scans are paced: at first one per _FIRST_PACE new characters, so
-# the first words go out as soon as they are whole (time to first token), then one per as
-# many characters as were released so far, up to _RESCAN_AFTER (about a dozen tokens): a few
-# more scans per answer, and the first text out a word after it came instead of 64 characters.
+# While text is held back, scans are paced: one per _FIRST_PACE new characters until some
+# text is out, so the first words go out as soon as they are whole (time to first token),
+# then one per _RESCAN_AFTER (about a dozen tokens): a scan and a delta more per answer, and
+# the first text out a word after it came instead of 64 characters.
 _FIRST_PACE = 8
 _RESCAN_AFTER = 64
 # A scan reads the answer from a window start this many characters before what was released
@@ -61,7 +61,7 @@ class StreamGuard:
         end, new = scan.releasable_from(self._released_raw - base)
         self._released_raw = base + end
         self._released += new
-        pace = min(_RESCAN_AFTER, max(_FIRST_PACE, len(self._released)))
+        pace = _RESCAN_AFTER if self._released else _FIRST_PACE
         self._rescan_at = len(self._text) + (pace if held else 0)
         return new
 
