@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.config import RateLimits
 from api.errors import ApiError, HttpErrorCode, error_responses
 from api.keys import KeyFollower, ManagedKey, created_event, revoked_event
-from api.publisher import PublishFailed
 from api.services import Services, admin_authenticated, services_of
 from streams.envelope import Envelope
 from streams.errors import ErrorCode
@@ -124,11 +123,5 @@ def _active(keys: KeyFollower, key_id: str) -> bool:
 
 
 async def _published(services: Services, event: Envelope) -> KeyFollower:
-    kafka = services.kafka()
-    try:
-        await kafka.publisher.publish(event)
-    except PublishFailed as error:
-        raise ApiError(
-            ErrorCode.DEPENDENCY_UNAVAILABLE, f"event bus unavailable: {error}; retry"
-        ) from error
-    return kafka.keys
+    await services.publish(event)
+    return services.kafka().keys

@@ -20,7 +20,6 @@ from api.auth import Principal
 from api.errors import ApiError, HttpErrorCode
 from api.idempotency import IdempotencyRecord, fingerprint
 from api.metrics import PUBLISH_SECONDS, RATE_LIMITED
-from api.publisher import PublishFailed
 from api.rate_limits import retry_after_header
 from api.services import Services, services_of
 from streams.envelope import Envelope, new_message
@@ -148,11 +147,6 @@ async def publish(
     if not claim.must_publish:
         return claim
     started = time.perf_counter()
-    try:
-        await services.kafka().publisher.publish(command)
-    except PublishFailed as error:
-        raise ApiError(
-            ErrorCode.DEPENDENCY_UNAVAILABLE, f"event bus unavailable: {error}; retry"
-        ) from error
+    await services.publish(command)
     PUBLISH_SECONDS.observe(time.perf_counter() - started)
     return await remember(services, principal, claim, published=True)

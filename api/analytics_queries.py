@@ -64,9 +64,12 @@ class Window:
         """The window a request asks for: by default the last 24 hours. Raises ``ValueError``
         (a client mistake) for an empty window, or a ``series`` of more than ``MAX_BUCKETS``."""
         end = _utc(end) if end is not None else datetime.now(UTC)
+        bounds = f"times must lie between {_EARLIEST:%Y-%m-%d} and {_LATEST:%Y-%m-%d}"
+        if not _EARLIEST < end <= _LATEST:  # checked first: a day before year 1 overflows
+            raise ValueError(bounds)
         start = _utc(start) if start is not None else end - timedelta(days=1)
-        if not (_EARLIEST <= start and end <= _LATEST):
-            raise ValueError(f"times must lie between {_EARLIEST:%Y-%m-%d} and {_LATEST:%Y-%m-%d}")
+        if start < _EARLIEST:
+            raise ValueError(bounds)
         step = int(interval.step.total_seconds())
         aligned = datetime.fromtimestamp(int(start.timestamp()) // step * step, UTC)
         if end <= aligned:

@@ -18,6 +18,7 @@ from streams.envelope import Envelope
 __all__ = ["RunSummary", "envelope_json"]
 
 Status = Literal["running", "completed", "failed"]
+SCORED = "eval.score.recorded"
 
 
 def envelope_json(envelope: Envelope) -> dict[str, Any]:
@@ -76,11 +77,13 @@ class RunSummary:
     router_decisions: list[dict[str, Any]] = field(default_factory=list)
     guardrail_flags: list[dict[str, Any]] = field(default_factory=list)
     trace_ids: list[str] = field(default_factory=list)
+    scores: list[dict[str, Any]] = field(default_factory=list)
     _started: datetime | None = field(default=None, repr=False)
     _outcome_rank: _Rank = field(default=_NO_RANK, repr=False)
     _target_rank: _Rank = field(default=_NO_RANK, repr=False)
     _decisions: dict[str, tuple[_Rank, dict[str, Any]]] = field(default_factory=dict, repr=False)
     _flags: dict[str, tuple[_Rank, dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _scores: dict[str, tuple[_Rank, dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, events: Iterable[Mapping[str, Any]]) -> RunSummary | None:
@@ -120,10 +123,21 @@ class RunSummary:
             flag = {k: payload[k] for k in ("stage", "policy", "rule", "action", "score")}
             self._flags[event_id] = ((at, event_id), flag)
             self.guardrail_flags = _in_order(self._flags)
+        elif kind == SCORED:
+            self._score(payload, (at, event_id), str(event["timestamp"]))
         elif terminal and (at, event_id) > self._outcome_rank:
             self._outcome_rank = (at, event_id)
             self._end(kind, payload, str(event["timestamp"]))
         return self.status != before
+
+    def _score(self, payload: Mapping[str, Any], rank: _Rank, at: str) -> None:
+        """The latest word on each score id: a score sent again replaces it."""
+        known = self._scores.get(payload["score_id"])
+        if known is None or rank > known[0]:
+            fields = ("score_id", "name", "value", "label", "comment", "source", "scored_by")
+            score = {k: payload.get(k) for k in fields} | {"scored_at": at}
+            self._scores[payload["score_id"]] = (rank, score)
+            self.scores = _in_order(self._scores)
 
     def _end(self, kind: str, payload: Mapping[str, Any], at: str) -> None:
         self.ended_at = at

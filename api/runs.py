@@ -1,4 +1,5 @@
-"""``GET /v1/runs/{correlation_id}``: one run of the caller's tenant, folded from its events.
+"""``GET /v1/runs/{correlation_id}``: one run of the caller's tenant, folded from its events;
+``POST /v1/runs/{correlation_id}/scores``: a score on it.
 
 The events come from the projections' ``events`` table, joined with this replica's recent
 events so a run that just ended reads complete before the projector has caught up (each
@@ -6,19 +7,23 @@ replica sees every event). Another tenant's run is a 404, exactly like a missing
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.auth import Principal
 from api.errors import ApiError, HttpErrorCode, error_responses
 from api.projections_client import ProjectionsUnavailable
 from api.run_view import RunSummary
-from api.services import authenticated, services_of
+from api.services import Services, authenticated, services_of
+from schemas.payloads import EvalScoreRecordedPayload
+from streams.envelope import new_message
 from streams.errors import ErrorCode
 
-__all__ = ["CORRELATION_ID", "RunView", "router"]
+__all__ = ["CORRELATION_ID", "RunView", "ScoreAccepted", "ScoreRequest", "router"]
 
 router = APIRouter(tags=["runs"])
 CORRELATION_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
@@ -44,6 +49,7 @@ class RunView(BaseModel):
     router_decisions: list[dict[str, Any]]
     guardrail_flags: list[dict[str, Any]]
     trace_ids: list[str]
+    scores: list[dict[str, Any]]
     events: list[dict[str, Any]]
     truncated: bool
 
@@ -60,10 +66,88 @@ async def get_run(
     principal: Annotated[Principal, Depends(authenticated)],
 ) -> RunView:
     services = services_of(request)
+    events, truncated = await _run_events(services, principal.tenant, correlation_id)
+    summary = RunSummary.of(events)
+    if summary is None:
+        raise ApiError(HttpErrorCode.NOT_FOUND, f"no run {correlation_id} for this tenant")
+    return RunView(**summary.state(), events=events, truncated=truncated)
+
+
+class ScoreRequest(BaseModel):
+    """Thumbs (``value: true|false``), a number, a label, or both; and a comment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    value: float | bool | None = None
+    label: Annotated[str | None, Field(max_length=64)] = None
+    comment: Annotated[str | None, Field(max_length=2000)] = None
+    score_id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")] = None
+
+    @model_validator(mode="after")
+    def _something_scored(self) -> ScoreRequest:
+        if self.value is None and self.label is None:
+            raise ValueError("a score needs a value, a label or both")
+        return self
+
+
+class ScoreAccepted(BaseModel):
+    score_id: str
+    correlation_id: str
+    status: Literal["accepted"] = "accepted"
+
+
+@router.post(
+    "/v1/runs/{correlation_id}/scores",
+    status_code=202,
+    response_model=ScoreAccepted,
+    responses=error_responses(401, 404, 422, 503),
+    summary="Score a run (thumbs, a number, a label, a comment)",
+)
+async def score_run(
+    request: Request,
+    correlation_id: Annotated[str, Path(pattern=CORRELATION_ID)],
+    body: ScoreRequest,
+    principal: Annotated[Principal, Depends(authenticated)],
+) -> JSONResponse:
+    """An ``eval.score.recorded`` event on the run, projected into ``eval_results`` and shown
+    on the run. Sending the same ``score_id`` again replaces that score."""
+    services = services_of(request)
+    services.kafka()  # 503 before any read while the bus is not there
+    events, _ = await _run_events(services, principal.tenant, correlation_id)
+    if not events:
+        raise ApiError(HttpErrorCode.NOT_FOUND, f"no run {correlation_id} for this tenant")
+    score_id = body.score_id or f"score_{uuid.uuid4().hex}"
+    payload: EvalScoreRecordedPayload = {
+        "score_id": score_id,
+        "name": body.name,
+        "value": float(body.value) if body.value is not None else None,
+        "label": body.label,
+        "comment": body.comment,
+        "source": "user",
+        "scored_by": principal.key_id,
+    }
+    event = new_message(
+        "eval.score.recorded",
+        payload,
+        correlation_id=correlation_id,
+        tenant_id=principal.tenant,
+        writer=services.writer,
+    )
+    await services.publish(event)
+    accepted = ScoreAccepted(score_id=score_id, correlation_id=correlation_id)
+    return JSONResponse(accepted.model_dump(), status_code=202)
+
+
+async def _run_events(
+    services: Services, tenant: str, correlation_id: str
+) -> tuple[list[dict[str, Any]], bool]:
+    """The run's events: the projections' and this replica's recent ones; and whether the
+    projections had more than the history limit."""
     limit = services.config.feed.history_limit
-    recent = [dict(item.event) for item in services.recent.of_run(principal.tenant, correlation_id)]
+    recent = [dict(item.event) for item in services.recent.of_run(tenant, correlation_id)]
     try:
-        projected = await services.history.run_events(principal.tenant, correlation_id, limit)
+        projected = await services.history.run_events(tenant, correlation_id, limit)
     except ProjectionsUnavailable as error:
         if not recent:
             raise ApiError(
@@ -71,8 +155,4 @@ async def get_run(
             ) from error
         projected = []
     known = {event["event_id"] for event in recent}
-    events = [e for e in projected if e["event_id"] not in known] + recent
-    summary = RunSummary.of(events)
-    if summary is None:
-        raise ApiError(HttpErrorCode.NOT_FOUND, f"no run {correlation_id} for this tenant")
-    return RunView(**summary.state(), events=events, truncated=len(projected) >= limit)
+    return [e for e in projected if e["event_id"] not in known] + recent, len(projected) >= limit

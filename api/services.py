@@ -23,12 +23,12 @@ from api.in_flight import RunsInFlight
 from api.keys import CREATED as KEY_CREATED
 from api.keys import KeyFollower
 from api.projections_client import ProjectionsClient
-from api.publisher import CommandPublisher
+from api.publisher import CommandPublisher, PublishFailed
 from api.rate_limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from api.recent_events import RecentEvents
 from api.redis_client import connect_redis
 from api.settings import ApiSettings
-from streams.envelope import WriterIdentity
+from streams.envelope import Envelope, WriterIdentity
 from streams.errors import ErrorCode, PlatformError
 from streams.wiring import serde_for, topics_for
 
@@ -72,6 +72,14 @@ class Services:
         if not self.kafka_link.hub.ready:
             raise _bus_unavailable("event bus not reachable yet")
         return self.kafka_link
+
+
+    async def publish(self, envelope: Envelope) -> None:
+        """Send ``envelope`` and return once the broker acknowledged it; 503 otherwise."""
+        try:
+            await self.kafka().publisher.publish(envelope)
+        except PublishFailed as error:
+            raise _bus_unavailable(f"event bus unavailable: {error}; retry") from error
 
 
 def _bus_unavailable(why: str) -> PlatformError:

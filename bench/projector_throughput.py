@@ -149,7 +149,7 @@ def main() -> None:
         prefix = f"bench{uuid.uuid4().hex[:8]}."
         catalog = load_topic_catalog(prefix=prefix)
         ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), catalog)
-        (topic,) = catalog.event_topics()
+        topic = catalog.topic_for("llm.request.completed")
 
         print("per-event cost of each step alone (one thread):")
         for step, micros in component_costs(serde_for(Settings()), work / "components").items():

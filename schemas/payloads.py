@@ -75,6 +75,21 @@ class CacheLookupCompletedPayload(TypedDict):
     saved_cost_usd: float
 
 
+ScoreSource = Literal["user"]
+
+
+class EvalScoreRecordedPayload(TypedDict):
+    """The score."""
+
+    score_id: str
+    name: str
+    value: NotRequired[float | None]
+    label: NotRequired[str | None]
+    comment: NotRequired[str | None]
+    source: ScoreSource
+    scored_by: str
+
+
 GuardrailStage = Literal["input", "output"]
 
 
@@ -261,6 +276,7 @@ PAYLOAD_TYPES: dict[str, type] = {
     "breaker.state.changed": BreakerStateChangedPayload,
     "budget.check.completed": BudgetCheckCompletedPayload,
     "cache.lookup.completed": CacheLookupCompletedPayload,
+    "eval.score.recorded": EvalScoreRecordedPayload,
     "guardrail.violation.detected": GuardrailViolationDetectedPayload,
     "llm.attempt.failed": LlmAttemptFailedPayload,
     "llm.chat.requested": LlmChatRequestedPayload,

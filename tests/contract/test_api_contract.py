@@ -88,6 +88,7 @@ def test_every_operation_documents_structured_errors_and_bearer_auth() -> None:
         "POST /v1/chat/completions",
         "POST /v1/workflows/submit",
         "GET /v1/runs/{correlation_id}",
+        "POST /v1/runs/{correlation_id}/scores",
         *(
             f"GET /v1/analytics/{name}"
             for name in ("latency", "errors", "cache", "cost", "guardrails")

@@ -210,6 +210,7 @@ def test_an_empty_window_is_all_zeros_with_no_ratios(api: ApiProcess) -> None:
         ({"model": "x' OR 1=1 --"}, "model"),
         ({"start": "1969-12-31T23:00:00Z"}, "between 1970-01-01 and 2106-01-01"),
         ({"end": "9999-12-31T23:59:59-23:59"}, "out of range"),
+        ({"end": "0001-01-01T00:00:00Z"}, "between 1970-01-01 and 2106-01-01"),
     ],
 )
 def test_bad_parameters_are_structured_422s(
