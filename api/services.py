@@ -73,7 +73,6 @@ class Services:
             raise _bus_unavailable("event bus not reachable yet")
         return self.kafka_link
 
-
     async def publish(self, envelope: Envelope) -> None:
         """Send ``envelope`` and return once the broker acknowledged it; 503 otherwise."""
         try:
