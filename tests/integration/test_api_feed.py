@@ -213,7 +213,9 @@ def test_reconnecting_to_another_replica_resumes_without_gaps(stack: Stack, sour
             second_run = await chat(stack.api, a, f"while away {uuid.uuid4()}")
             everything = await until(control, ends_run(second_run))
         replica = other or await asyncio.to_thread(late_replica, stack, second_run)
-        after = await replayed(replica, a, tenant=True, last_event_id=before[-1]["id"])
+        after = await replayed(
+            replica, a, terminal_of(second_run), tenant=True, last_event_id=before[-1]["id"]
+        )
         expected = [m["event"]["event_id"] for m in everything if m["type"] == "run.event"]
         got = [m["event"]["event_id"] for m in before + after if m["type"] == "run.event"]
         assert set(expected) <= set(got), "no gaps"
@@ -225,12 +227,29 @@ def test_reconnecting_to_another_replica_resumes_without_gaps(stack: Stack, sour
     asyncio.run(scenario())
 
 
-async def replayed(api: ApiProcess, who: Tenant, **subscription: Any) -> list[dict[str, Any]]:
+async def replayed(
+    api: ApiProcess, who: Tenant, then: Any = None, **subscription: Any
+) -> list[dict[str, Any]]:
     """What a subscription (a resumed one, or to correlation ids) sends before ``subscribed``:
-    the replay."""
+    the replay; with ``then``, and after it until ``then(message)`` holds for one (what a
+    replica whose consumer is still behind the resume point sends live, once it reads it)."""
     async with connect(api.ws_url, additional_headers=who.headers, max_size=2**24) as ws:
         await ws.send(json.dumps({"type": "subscribe", **subscription}))
-        return await until(ws, lambda m: m["type"] == "subscribed")
+        seen = await until(ws, lambda m: m["type"] == "subscribed")
+        if then is not None and not any(then(m) for m in seen):
+            seen += await until(ws, then)
+        return seen
+
+
+def terminal_of(correlation_id: str) -> Any:
+    def done(message: dict[str, Any]) -> bool:
+        return (
+            message["type"] == "run.event"
+            and message["event"]["correlation_id"] == correlation_id
+            and message["event"]["event_type"] in {"llm.request.completed", "llm.request.failed"}
+        )
+
+    return done
 
 
 def late_replica(stack: Stack, last_run: str) -> ApiProcess:
