@@ -263,7 +263,11 @@ class KeyFollower:
                 if high > low:
                     ends[partition] = high
         except Exception as error:
-            log.warning("keys: broker not reachable yet: %s", error)
+            log.warning(
+                "keys: cannot read %s yet (broker down, or topics not created): %s",
+                self._topic,
+                error,
+            )
             return None
         consumer.assign(
             [TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
