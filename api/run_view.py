@@ -19,6 +19,7 @@ __all__ = ["RunSummary", "envelope_json"]
 
 Status = Literal["running", "completed", "failed"]
 SCORED = "eval.score.recorded"
+JUDGED = "eval.result.recorded"  # the online evaluators' verdicts: the latest event wins
 
 
 def envelope_json(envelope: Envelope) -> dict[str, Any]:
@@ -78,12 +79,14 @@ class RunSummary:
     guardrail_flags: list[dict[str, Any]] = field(default_factory=list)
     trace_ids: list[str] = field(default_factory=list)
     scores: list[dict[str, Any]] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
     _started: datetime | None = field(default=None, repr=False)
     _outcome_rank: _Rank = field(default=_NO_RANK, repr=False)
     _target_rank: _Rank = field(default=_NO_RANK, repr=False)
     _decisions: dict[str, tuple[_Rank, dict[str, Any]]] = field(default_factory=dict, repr=False)
     _flags: dict[str, tuple[_Rank, dict[str, Any]]] = field(default_factory=dict, repr=False)
     _scores: dict[str, tuple[_Rank, dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _evals_rank: _Rank = field(default=_NO_RANK, repr=False)
 
     @classmethod
     def of(cls, events: Iterable[Mapping[str, Any]]) -> RunSummary | None:
@@ -125,6 +128,9 @@ class RunSummary:
             self.guardrail_flags = _in_order(self._flags)
         elif kind == SCORED:
             self._score(payload, (at, event_id), str(event["timestamp"]))
+        elif kind == JUDGED and (at, event_id) > self._evals_rank:
+            self._evals_rank = (at, event_id)
+            self.evals = [dict(verdict) for verdict in payload["results"]]
         elif terminal and (at, event_id) > self._outcome_rank:
             self._outcome_rank = (at, event_id)
             self._end(kind, payload, str(event["timestamp"]))

@@ -50,6 +50,7 @@ class RunView(BaseModel):
     guardrail_flags: list[dict[str, Any]]
     trace_ids: list[str]
     scores: list[dict[str, Any]]
+    evals: list[dict[str, Any]]
     events: list[dict[str, Any]]
     truncated: bool
 

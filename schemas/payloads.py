@@ -75,6 +75,21 @@ class CacheLookupCompletedPayload(TypedDict):
     saved_cost_usd: float
 
 
+class EvalVerdict(TypedDict):
+    evaluator: str
+    score: float
+    passed: bool
+    label: NotRequired[str | None]
+
+
+class EvalResultRecordedPayload(TypedDict):
+    """What each evaluator found."""
+
+    provider: NotRequired[str | None]
+    model: NotRequired[str | None]
+    results: list[EvalVerdict]
+
+
 ScoreSource = Literal["user"]
 
 
@@ -276,6 +291,7 @@ PAYLOAD_TYPES: dict[str, type] = {
     "breaker.state.changed": BreakerStateChangedPayload,
     "budget.check.completed": BudgetCheckCompletedPayload,
     "cache.lookup.completed": CacheLookupCompletedPayload,
+    "eval.result.recorded": EvalResultRecordedPayload,
     "eval.score.recorded": EvalScoreRecordedPayload,
     "guardrail.violation.detected": GuardrailViolationDetectedPayload,
     "llm.attempt.failed": LlmAttemptFailedPayload,

@@ -1,1 +1,2 @@
-"""Layer 4, observability: evaluation and alerting processors over the event log."""
+"""Layer 4, observability: online evaluators on every finished run (more to come: offline
+evals, SLO burn-rate alerts, traces)."""
