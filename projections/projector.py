@@ -31,7 +31,7 @@ from projections.pending import PendingMessages, intent_metadata, read_intent
 from projections.settings import ProjectionSettings
 from projections.store import ProjectionStore
 from projections.writer import EventWriter, WriteInterrupted
-from streams.batches import committing_consumer
+from streams.batches import BATCHING_FETCH, committing_consumer
 from streams.dead_letter import parked
 from streams.envelope import Clock, system_clock
 from streams.metrics import CONSUMER_LAG, MESSAGES_IN
@@ -44,12 +44,6 @@ __all__ = ["PROCESSOR_NAME", "Projector"]
 
 log = logging.getLogger("projections.projector")
 PROCESSOR_NAME = "projector"
-
-
-# A cycle collects for up to a second anyway, so the broker may hold a fetch until it has a
-# megabyte or half a second passed: a few fetches a second instead of one per produced batch
-# (each fetch costs the broker and this process CPU; at 60 chat requests/s, hundreds a second).
-_BATCHING_FETCH = {"fetch.min.bytes": 1_048_576, "fetch.wait.max.ms": 500}
 
 
 class Projector:
@@ -73,7 +67,7 @@ class Projector:
         self._clock = clock
         self._input_topics = topics.event_topics()
         self._consumer = committing_consumer(
-            bootstrap_servers, settings.group_id, {**_BATCHING_FETCH, **(consumer_overrides or {})}
+            bootstrap_servers, settings.group_id, {**BATCHING_FETCH, **(consumer_overrides or {})}
         )
         self._dead_letters = EnvelopeProducer(bootstrap_servers, serde, topics)
         self._stopping = threading.Event()

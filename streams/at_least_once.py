@@ -58,6 +58,9 @@ class AtLeastOnce:
             batch = await self._parts.next_batch()
             for message in batch:
                 key = (str(message.topic()), int(message.partition() or 0))
+                if self._parts.processing.skips(message):
+                    self._tracker.passed(key, int(message.offset() or 0))
+                    continue
                 self._tracker.start(key, int(message.offset() or 0))
                 self._pending.setdefault(key, deque()).append(message)
                 self._start_ready(key)

@@ -72,6 +72,8 @@ class ExactlyOnce:
         first failure cancels the rest (the transaction is then aborted or the runner stops)."""
         by_partition: dict[PartitionKey, list[Message]] = {}
         for message in batch:
+            if self._parts.processing.skips(message):
+                continue
             key = (str(message.topic()), int(message.partition() or 0))
             by_partition.setdefault(key, []).append(message)
         try:

@@ -35,6 +35,11 @@ class OffsetTracker:
         if partition.next_offset is None or offset >= partition.next_offset:
             partition.next_offset = offset + 1
 
+    def passed(self, key: PartitionKey, offset: int) -> None:
+        """A message read and left alone (not for this reader): done as soon as it is seen."""
+        self.start(key, offset)
+        self.finish(key, offset)
+
     def finish(self, key: PartitionKey, offset: int) -> None:
         partition = self._partitions.get(key)
         if partition is not None:

@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from prometheus_client import Counter
 
 from streams.batches import next_batch
 from streams.dead_letter import parked
@@ -62,6 +63,9 @@ class Processor:
     max_in_flight_per_partition: int = 1
     exactly_once: bool = False
     max_attempts: int = 3
+    latency_tolerant: bool = False
+    """Reads in bulk (``BATCHING_FETCH``): for a processor nobody waits on, such as an evaluator
+    judging finished runs, fewer and larger fetches save the broker and this process CPU."""
 
 
 class ProducerFailed(RuntimeError):
@@ -95,15 +99,25 @@ class MessageProcessing:
         self._clock = clock
         self._writer = WriterIdentity(processor.name, processor.layer, env)
         self._retry_backoff_s = retry_backoff_s
+        # Labelled children, looked up once: ``labels()`` costs microseconds per message.
+        self._read_from: dict[str, Counter] = {}
+        self._sent_to: dict[str, Counter] = {}
+        self._handler_seconds = HANDLER_SECONDS.labels(processor.name)
+
+    def skips(self, message: Message) -> bool:
+        """Whether the message's type header says it is not for this processor: the engines
+        pass such messages by without a task, a decode or a span (a topic carries many types
+        and a processor often wants few of them)."""
+        declared = _header(message, MESSAGE_TYPE_HEADER)
+        if declared is None or declared in self._processor.accepts:
+            return False
+        self._count_in(message)
+        return True
 
     async def process(self, message: Message) -> None:
         """Decode, handle with retries, send the outputs or a dead letter. Raises only
         ``ProducerFailed``, which must stop the runner before it commits past ``message``."""
-        topic = str(message.topic())
-        MESSAGES_IN.labels(self._processor.name, topic).inc()
-        declared = _header(message, MESSAGE_TYPE_HEADER)
-        if declared is not None and declared not in self._processor.accepts:
-            return
+        self._count_in(message)
         try:
             envelope = self._serde.decode(message.value() or b"")
         except DecodeError as exc:
@@ -124,7 +138,7 @@ class MessageProcessing:
             started = loop.time()
             try:
                 await self._run_handler(envelope, trace)
-                HANDLER_SECONDS.labels(self._processor.name).observe(loop.time() - started)
+                self._handler_seconds.observe(loop.time() - started)
                 return
             except ProducerFailed:
                 raise
@@ -186,9 +200,18 @@ class MessageProcessing:
                 raise OutputRefused(error.str()) from exc
             raise ProducerFailed(error) from exc
         for output in stamped:
-            MESSAGES_OUT.labels(
-                self._processor.name, self._topics.topic_for(output.message_type)
-            ).inc()
+            topic = self._topics.topic_for(output.message_type)
+            counter = self._sent_to.get(topic)
+            if counter is None:
+                counter = self._sent_to[topic] = MESSAGES_OUT.labels(self._processor.name, topic)
+            counter.inc()
+
+    def _count_in(self, message: Message) -> None:
+        topic = str(message.topic())
+        counter = self._read_from.get(topic)
+        if counter is None:
+            counter = self._read_from[topic] = MESSAGES_IN.labels(self._processor.name, topic)
+        counter.inc()
 
     async def _dead_letter(self, message: Message, error: str) -> None:
         outgoing = parked(message, error, self._processor.name, self._topics, self._clock())

@@ -24,7 +24,7 @@ import uvloop
 from confluent_kafka import Consumer, TopicPartition
 
 from streams.at_least_once import AtLeastOnce
-from streams.batches import committing_consumer
+from streams.batches import BATCHING_FETCH, committing_consumer
 from streams.envelope import Clock, system_clock
 from streams.exactly_once import ExactlyOnce
 from streams.kafka_thread import KafkaThread
@@ -74,8 +74,12 @@ class ProcessorRunner:
                 f"{processor.name}-{uuid.uuid4()}"
             )
         producer = EnvelopeProducer(bootstrap_servers, serde, topics, producer_config)
+        consumer_config = {
+            **(BATCHING_FETCH if processor.latency_tolerant else {}),
+            **options.consumer_overrides,
+        }
         self._consumer = committing_consumer(
-            bootstrap_servers, options.group_id or processor.name, options.consumer_overrides
+            bootstrap_servers, options.group_id or processor.name, consumer_config
         )
         self._kafka = KafkaThread()
         processing = MessageProcessing(

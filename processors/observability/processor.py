@@ -38,4 +38,5 @@ PROCESSOR = Processor(
     layer=4,
     accepts=frozenset({"llm.request.completed"}),
     handler=_Judge(),
+    latency_tolerant=True,
 )

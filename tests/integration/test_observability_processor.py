@@ -12,9 +12,9 @@ from streams.envelope import WriterIdentity, new_message
 from streams.producer import EnvelopeProducer
 from streams.serde import AvroSerde, SingleObjectFraming
 from streams.topics import TopicCatalog
-from tests.integration.kafka_reading import TopicReader
+from tests.integration.kafka_reading import TopicReader, committed_offsets, end_offsets
 from tests.integration.processes import start_processor
-from tests.integration.test_projections_support import projection_db, write
+from tests.integration.test_projections_support import projection_db, wait_until, write
 
 CATALOG = default_catalog()
 SERDE = AvroSerde(CATALOG, SingleObjectFraming(CATALOG))
@@ -64,19 +64,25 @@ def test_every_finished_run_is_judged_once_and_projected(
         tenant_id="acme",
         writer=WRITER,
     )
+    group = f"observability-{uuid.uuid4().hex}"
     process = start_processor(
         "processors.observability.processor:PROCESSOR",
         bootstrap,
         topics,
-        f"observability-{uuid.uuid4().hex}",
+        group,
         tmp_path / "observability.log",
     )
     try:
         producer = EnvelopeProducer(bootstrap, SERDE, topics)
-        producer.send([started, *events])
+        producer.send([*events, started])  # passed by last: still committed
         producer.flush()
         judged = TopicReader(bootstrap, topics.topic_for("eval.result.recorded"), SERDE)
         judged.poll_until(lambda r: len(r.envelopes) >= len(runs), 60, "a verdict per run")
+        read = topics.topic_for("llm.request.started")
+        ends = {p: end for p, end in end_offsets(bootstrap, read).items() if end > 0}
+        wait_until(
+            lambda: committed_offsets(bootstrap, group, read) == ends, 60, "commits past it all"
+        )
     finally:
         process.terminate()
         assert process.wait(timeout=60) == 0, (tmp_path / "observability.log").read_text()[-3000:]

@@ -43,3 +43,12 @@ def test_forgotten_partitions_are_never_committed() -> None:
     assert tracker.to_commit() == {}
     tracker.finish(P0, 2)
     assert tracker.to_commit() == {}
+
+
+def test_a_message_passed_by_never_lets_a_commit_skip_unfinished_work() -> None:
+    tracker = OffsetTracker()
+    tracker.start(P0, 3)
+    tracker.passed(P0, 4)
+    assert tracker.to_commit() == {P0: 3}
+    tracker.finish(P0, 3)
+    assert tracker.to_commit() == {P0: 5}
