@@ -28,9 +28,9 @@ from api.analytics_queries import (
 )
 from api.auth import Principal
 from api.errors import ApiError, error_responses
-from api.projections_client import ProjectionsUnavailable
 from api.services import authenticated, services_of
 from streams.errors import ErrorCode
+from streams.projections_client import ProjectionsUnavailable
 
 __all__ = ["router"]
 

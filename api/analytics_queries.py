@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from api.projections_client import sql_literal
+from streams.projections_client import sql_literal
 
 __all__ = [
     "MAX_BUCKETS",

@@ -30,7 +30,6 @@ from api.errors import error_payload
 from api.event_hub import EventHub, HubEvent
 from api.history import EventHistory
 from api.metrics import FEED_CLIENTS, FEED_DISCONNECTS
-from api.projections_client import ProjectionsUnavailable
 from api.recent_events import (
     Buffered,
     FeedEvent,
@@ -43,6 +42,7 @@ from api.recent_events import (
 )
 from api.run_view import RunSummary
 from streams.errors import ErrorCode
+from streams.projections_client import ProjectionsUnavailable
 
 __all__ = ["CLOSE_CODES", "Feed", "SubscribeMessage"]
 
@@ -129,11 +129,16 @@ class _Client:
             self.too_slow.set()
 
 
+_ALERT_MESSAGES = {
+    "alert.rule.triggered": "alert.triggered",
+    "alert.rule.resolved": "alert.resolved",
+}
+
+
 def _event_message(event_type: str, event_text: str, token: str) -> str:
     """Assembled from text rendered once per event (the token is URL-safe base64)."""
-    kind, key = (
-        ("alert.triggered", "alert") if event_type == "alert.triggered" else ("run.event", "event")
-    )
+    alert = _ALERT_MESSAGES.get(event_type)
+    kind, key = (alert, "alert") if alert is not None else ("run.event", "event")
     return f'{{"type":"{kind}","id":"{token}","{key}":{event_text}}}'
 
 

@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.errors import error_payload, error_responses
-from api.projections_client import ProjectionsUnavailable
 from api.services import Services, services_of
 from streams.errors import ErrorCode
+from streams.projections_client import ProjectionsUnavailable
 
 __all__ = ["router"]
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from api.projections_client import ProjectionsClient, sql_literal
+from streams.projections_client import ProjectionsClient, sql_literal
 
 __all__ = ["EventHistory"]
 

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 from api.errors import ApiError
 from api.event_hub import Event, RunWatch
 from api.idempotency import IdempotencyRecord
-from api.projections_client import ProjectionsUnavailable
 from api.services import Services
 from schemas.chat_run import TERMINAL
 from streams.errors import ErrorCode
+from streams.projections_client import ProjectionsUnavailable
 
 __all__ = ["known_terminal", "run_events", "terminal_event"]
 

@@ -16,12 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.auth import Principal
 from api.errors import ApiError, HttpErrorCode, error_responses
-from api.projections_client import ProjectionsUnavailable
 from api.run_view import RunSummary
 from api.services import Services, authenticated, services_of
 from schemas.payloads import EvalScoreRecordedPayload
 from streams.envelope import new_message
 from streams.errors import ErrorCode
+from streams.projections_client import ProjectionsUnavailable
 
 __all__ = ["CORRELATION_ID", "RunView", "ScoreAccepted", "ScoreRequest", "router"]
 

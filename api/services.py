@@ -22,7 +22,6 @@ from api.idempotency import IdempotencyStore, MemoryIdempotencyStore, RedisIdemp
 from api.in_flight import RunsInFlight
 from api.keys import CREATED as KEY_CREATED
 from api.keys import KeyFollower
-from api.projections_client import ProjectionsClient
 from api.publisher import CommandPublisher, PublishFailed
 from api.rate_limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from api.recent_events import RecentEvents
@@ -30,6 +29,7 @@ from api.redis_client import connect_redis
 from api.settings import ApiSettings
 from streams.envelope import Envelope, WriterIdentity
 from streams.errors import ErrorCode, PlatformError
+from streams.projections_client import ProjectionsClient
 from streams.wiring import serde_for, topics_for
 
 __all__ = [

@@ -10,12 +10,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from streams.projections_client import projections_database, projections_url
 from streams.settings import Settings
 
 __all__ = ["DEFAULT_CONFIG", "ApiSettings"]
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "api.yaml"
-_PROJECTIONS_QUERY_URL = "http://127.0.0.1:8124"
 
 
 class ApiSettings(BaseModel):
@@ -28,7 +28,7 @@ class ApiSettings(BaseModel):
     auth_mode: Literal["keys", "dev"] = "keys"
     config_path: Path = DEFAULT_CONFIG
     redis_url: str | None = None
-    clickhouse_url: str = _PROJECTIONS_QUERY_URL
+    clickhouse_url: str = Field(default_factory=lambda: projections_url({}))
     clickhouse_database: str = Field("platform", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
     @classmethod
@@ -40,8 +40,6 @@ class ApiSettings(BaseModel):
             auth_mode="dev" if environ.get("API_AUTH_MODE") == "dev" else "keys",
             config_path=Path(environ.get("API_CONFIG") or DEFAULT_CONFIG),
             redis_url=environ.get("REDIS_URL") or None,
-            clickhouse_url=environ.get("CLICKHOUSE_URL")
-            or environ.get("PROJECTIONS_QUERY_URL")
-            or _PROJECTIONS_QUERY_URL,
-            clickhouse_database=environ.get("PROJECTIONS_DATABASE") or "platform",
+            clickhouse_url=projections_url(environ),
+            clickhouse_database=projections_database(environ),
         )

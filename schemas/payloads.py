@@ -7,6 +7,28 @@ readers always get it. Types are defined before use (no postponed annotations, s
 from datetime import datetime
 from typing import Literal, NotRequired, TypedDict
 
+AlertKind = Literal["burn_rate", "threshold"]
+
+
+class AlertPayload(TypedDict):
+    """Which alert, and what its evaluation saw."""
+
+    alert_id: str
+    alert_key: str
+    rule: str
+    kind: AlertKind
+    severity: str
+    indicator: str
+    labels: dict[str, str]
+    value: float
+    threshold: float
+    long_window: str
+    short_window: NotRequired[str | None]
+    short_value: NotRequired[float | None]
+    objective: NotRequired[float | None]
+    fired_at: datetime
+    message: str
+
 
 class AuthKeyCreatedPayload(TypedDict):
     """The key, without its secret."""
@@ -286,6 +308,8 @@ class WorkflowRunRequestedPayload(TypedDict):
 
 
 PAYLOAD_TYPES: dict[str, type] = {
+    "alert.rule.resolved": AlertPayload,
+    "alert.rule.triggered": AlertPayload,
     "auth.key.created": AuthKeyCreatedPayload,
     "auth.key.revoked": AuthKeyRevokedPayload,
     "breaker.state.changed": BreakerStateChangedPayload,

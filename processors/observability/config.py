@@ -1,21 +1,33 @@
 """``configs/observability.yaml`` validated (errors name file, line and field): which online
-evaluators run and on what share of runs, per tenant."""
+evaluators run and on what share of runs, per tenant; the SLOs and threshold rules the alerter
+evaluates."""
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Literal, Self, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from streams.config import load_config
 
 __all__ = [
     "ALL_EVALUATORS",
+    "DEFAULT_CONFIG",
+    "LATENCY_BUCKETS_MS",
+    "Alerting",
+    "BurnRateWindows",
+    "Dimension",
     "EvaluatorName",
+    "Indicator",
     "ObservabilityConfig",
     "OnlineEvaluation",
+    "Slo",
+    "ThresholdRule",
     "load_observability_config",
+    "minutes",
 ]
 
 EvaluatorName = Literal["empty", "truncated", "refusal", "guardrail_flags", "tool_arguments"]
@@ -40,9 +52,114 @@ class OnlineEvaluation(_Strict):
         return sampling.sample_rate if sampling is not None else self.sample_rate
 
 
+Indicator = Literal["availability", "latency", "fallback_rate", "guardrail_rate", "timeout_rate"]
+"""What a rule measures, as bad events over all events in ``metrics_minute``: failed runs
+(client-caused codes excluded), completed runs slower than ``threshold_ms``, fallbacks,
+guardrail violations and provider attempt timeouts, each per run."""
+
+Dimension = Literal["provider", "model"]
+
+LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000)
+"""The bounds ``metrics_minute.latency_buckets`` counts under (migration 0007)."""
+
+_DURATION = re.compile(r"^([1-9][0-9]*)([mhd])$")
+_UNIT_MINUTES = {"m": 1, "h": 60, "d": 1440}
+
+
+def minutes(duration: str) -> int:
+    """``"5m"``, ``"1h"``, ``"3d"`` in minutes."""
+    match = _DURATION.match(duration)
+    if match is None:
+        raise ValueError(f"{duration!r} is not a duration such as 5m, 1h or 3d")
+    return int(match.group(1)) * _UNIT_MINUTES[match.group(2)]
+
+
+def _duration(value: str) -> str:
+    minutes(value)
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+RuleName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+
+
+class BurnRateWindows(_Strict):
+    """Alert at ``severity`` when the error budget burns ``factor`` times too fast over both
+    windows: the long one proves it matters, the short one that it is still happening."""
+
+    severity: str = Field(pattern=r"^[a-z]+$")
+    long: Duration
+    short: Duration
+    factor: float = Field(gt=0)
+
+
+# Google's SRE workbook, "Alerting on SLOs", multiwindow multi-burn-rate alerts.
+_WORKBOOK_WINDOWS = (
+    BurnRateWindows(severity="page", long="1h", short="5m", factor=14.4),
+    BurnRateWindows(severity="page", long="6h", short="30m", factor=6),
+    BurnRateWindows(severity="ticket", long="3d", short="6h", factor=1),
+)
+
+
+class _Rule(_Strict):
+    name: RuleName
+    indicator: Indicator
+    threshold_ms: int | None = Field(None, description="latency: what counts as slow")
+    tenants: list[str] | None = None  # None: every tenant with traffic, each its own alert
+    group_by: list[Dimension] = Field(default_factory=list)
+    min_events: int = Field(1, ge=1)  # fewer runs than this in the long window: no verdict
+
+    @model_validator(mode="after")
+    def _latency_has_a_bucket(self) -> Self:
+        if self.indicator == "latency" and self.threshold_ms not in LATENCY_BUCKETS_MS:
+            raise ValueError(f"a latency rule needs threshold_ms, one of {LATENCY_BUCKETS_MS}")
+        if self.indicator != "latency" and self.threshold_ms is not None:
+            raise ValueError("threshold_ms applies to latency rules only")
+        return self
+
+
+class Slo(_Rule):
+    """An objective for the share of good events (0.999: one bad in a thousand allowed)."""
+
+    objective: float = Field(gt=0, lt=1)
+
+
+class ThresholdRule(_Rule):
+    """A plain limit: the bad-event ratio over ``window`` above ``above``."""
+
+    above: float = Field(ge=0)
+    window: Duration = "5m"
+    severity: str = Field("warning", pattern=r"^[a-z]+$")
+    min_events: int = Field(20, ge=1)
+
+
+class Alerting(_Strict):
+    evaluate_every_s: float = Field(30.0, gt=0)
+    burn_rate_windows: list[BurnRateWindows] = Field(
+        default_factory=lambda: list(_WORKBOOK_WINDOWS)
+    )
+    slos: list[Slo] = Field(default_factory=list)
+    thresholds: list[ThresholdRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names_are_unique(self) -> Self:
+        names = [rule.name for rule in (*self.slos, *self.thresholds)]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"rule names must be unique: {', '.join(repeated)}")
+        return self
+
+
 class ObservabilityConfig(_Strict):
     online: OnlineEvaluation = OnlineEvaluation()
+    alerting: Alerting = Alerting()
 
 
-def load_observability_config(path: Path) -> ObservabilityConfig:
-    return load_config(path, ObservabilityConfig)
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "observability.yaml"
+
+
+def load_observability_config(path: Path | None = None) -> ObservabilityConfig:
+    """``path``, else ``OBSERVABILITY_CONFIG``, else ``configs/observability.yaml``."""
+    return load_config(
+        path or Path(os.environ.get("OBSERVABILITY_CONFIG") or DEFAULT_CONFIG), ObservabilityConfig
+    )

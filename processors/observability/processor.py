@@ -6,17 +6,12 @@ Config from ``OBSERVABILITY_CONFIG`` (default ``configs/observability.yaml``), r
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from processors.observability.config import ObservabilityConfig, load_observability_config
 from processors.observability.online import judged
 from streams.envelope import Envelope
 from streams.processing import Processor
 
 __all__ = ["PROCESSOR"]
-
-_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "observability.yaml"
 
 
 class _Judge:
@@ -27,9 +22,7 @@ class _Judge:
 
     def __call__(self, completed: Envelope) -> list[Envelope]:
         if self._config is None:
-            self._config = load_observability_config(
-                Path(os.environ.get("OBSERVABILITY_CONFIG", _CONFIG))
-            )
+            self._config = load_observability_config()
         return judged(completed, self._config.online)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from api.projections_client import sql_literal
+from streams.projections_client import sql_literal
 from tests.integration import test_api_support as support
 from tests.integration.test_api_support import Stack
 

@@ -1,6 +1,7 @@
-"""The projections as the API reaches them: ClickHouse's HTTP interface (a ClickHouse server at
-``CLICKHOUSE_URL``, or the projector's embedded query endpoint that mimics it). Plain HTTP, so
-the API needs no ClickHouse driver and never imports the projections layer.
+"""The projections as readers outside the projector (the API, the alerter) reach them:
+ClickHouse's HTTP interface (a ClickHouse server at ``CLICKHOUSE_URL``, or the projector's
+embedded query endpoint that mimics it). Plain HTTP, so readers need no ClickHouse driver and
+never import the projections layer.
 
 Queries go as ``GET``, which ClickHouse runs read-only. Values are inlined as literals only
 after validation at the edge and escaping here, so nothing a client sends is ever interpreted
@@ -9,11 +10,32 @@ as SQL."""
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-__all__ = ["ProjectionsClient", "ProjectionsUnavailable", "sql_literal"]
+__all__ = [
+    "ProjectionsClient",
+    "ProjectionsUnavailable",
+    "projections_database",
+    "projections_url",
+    "sql_literal",
+]
+
+_EMBEDDED_QUERY_URL = "http://127.0.0.1:8124"
+
+
+def projections_url(environ: Mapping[str, str] = os.environ) -> str:
+    """``CLICKHOUSE_URL`` when set, else the projector's embedded query endpoint."""
+    return (
+        environ.get("CLICKHOUSE_URL") or environ.get("PROJECTIONS_QUERY_URL") or _EMBEDDED_QUERY_URL
+    )
+
+
+def projections_database(environ: Mapping[str, str] = os.environ) -> str:
+    return environ.get("PROJECTIONS_DATABASE") or "platform"
 
 
 class ProjectionsUnavailable(RuntimeError):
