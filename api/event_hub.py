@@ -36,9 +36,8 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from api.config import HUB_BATCH
 from api.metrics import EVENTS_CONSUMED, RUN_WAITERS
 from api.recent_events import Buffered, FeedEvent, Mark, Positions, RawEvent, RecentEvents
-from api.run_view import envelope_json
 from streams.batches import next_batch
-from streams.envelope import Envelope
+from streams.envelope import Envelope, envelope_json
 from streams.producer import (
     CORRELATION_ID_HEADER,
     MESSAGE_TYPE_HEADER,
@@ -57,7 +56,7 @@ _SWEEP_S = 5.0
 _UNWATCHED: frozenset[str] = frozenset({"<no watch>"})
 
 Event = dict[str, Any]
-"""An envelope as JSON (``run_view.envelope_json``): what every reader of the hub gets."""
+"""An envelope as JSON (``streams.envelope.envelope_json``): what every reader of the hub gets."""
 
 
 @dataclass(frozen=True)

@@ -13,38 +13,12 @@ from typing import Any, Literal, cast
 
 from schemas.chat_run import COMPLETED, DELTA, FAILED, STARTED, TERMINAL
 from schemas.payloads import LlmRequestCompletedPayload, LlmRequestFailedPayload
-from streams.envelope import Envelope
 
-__all__ = ["RunSummary", "envelope_json"]
+__all__ = ["RunSummary"]
 
 Status = Literal["running", "completed", "failed"]
 SCORED = "eval.score.recorded"
 JUDGED = "eval.result.recorded"  # the online evaluators' verdicts: the latest event wins
-
-
-def envelope_json(envelope: Envelope) -> dict[str, Any]:
-    """The envelope as JSON, in the wire's field names (``event_id``, ``event_type``, ...)."""
-    return {
-        "event_id": envelope.message_id,
-        "event_type": envelope.message_type,
-        "schema_version": envelope.schema_version,
-        "timestamp": envelope.timestamp.isoformat(),
-        "layer": envelope.layer,
-        "service_name": envelope.service_name,
-        "env": envelope.env,
-        "trace_id": envelope.trace_id,
-        "span_id": envelope.span_id,
-        "correlation_id": envelope.correlation_id,
-        "tenant_id": envelope.tenant_id,
-        "causation_id": envelope.causation_id,
-        "payload": json.loads(json.dumps(envelope.payload, default=_jsonable)),
-    }
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
 
 
 _Rank = tuple[Any, ...]

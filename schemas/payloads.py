@@ -30,6 +30,15 @@ class AlertPayload(TypedDict):
     message: str
 
 
+class AlertWebhookDisabledPayload(TypedDict):
+    """Which webhook and why."""
+
+    webhook: str
+    url: str
+    failures: int
+    last_error: str
+
+
 class AuthKeyCreatedPayload(TypedDict):
     """The key, without its secret."""
 
@@ -310,6 +319,7 @@ class WorkflowRunRequestedPayload(TypedDict):
 PAYLOAD_TYPES: dict[str, type] = {
     "alert.rule.resolved": AlertPayload,
     "alert.rule.triggered": AlertPayload,
+    "alert.webhook.disabled": AlertWebhookDisabledPayload,
     "auth.key.created": AuthKeyCreatedPayload,
     "auth.key.revoked": AuthKeyRevokedPayload,
     "breaker.state.changed": BreakerStateChangedPayload,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ __all__ = [
     "IdSource",
     "WriterIdentity",
     "derived_id",
+    "envelope_json",
     "new_message",
     "random_ids",
     "stamp_outputs",
@@ -152,3 +154,28 @@ def new_message(
         layer=writer.layer,
         env=writer.env,
     )
+
+
+def envelope_json(envelope: Envelope) -> dict[str, Any]:
+    """The envelope as JSON, in the wire's field names (``event_id``, ``event_type``, ...)."""
+    return {
+        "event_id": envelope.message_id,
+        "event_type": envelope.message_type,
+        "schema_version": envelope.schema_version,
+        "timestamp": envelope.timestamp.isoformat(),
+        "layer": envelope.layer,
+        "service_name": envelope.service_name,
+        "env": envelope.env,
+        "trace_id": envelope.trace_id,
+        "span_id": envelope.span_id,
+        "correlation_id": envelope.correlation_id,
+        "tenant_id": envelope.tenant_id,
+        "causation_id": envelope.causation_id,
+        "payload": json.loads(json.dumps(envelope.payload, default=_jsonable)),
+    }
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

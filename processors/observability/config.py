@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal, Self, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
 from streams.config import load_config
 
@@ -26,6 +26,7 @@ __all__ = [
     "OnlineEvaluation",
     "Slo",
     "ThresholdRule",
+    "Webhook",
     "load_observability_config",
     "minutes",
 ]
@@ -133,6 +134,23 @@ class ThresholdRule(_Rule):
     min_events: int = Field(20, ge=1)
 
 
+class Webhook(_Strict):
+    """Where alert events are POSTed, signed with the secret in the environment variable
+    ``secret_env`` (never in this file)."""
+
+    name: RuleName
+    url: AnyHttpUrl
+    secret_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+    severities: list[str] | None = None  # None: every severity
+    timeout_s: float = Field(5.0, gt=0)
+    max_attempts: int = Field(5, ge=1, le=20)
+    backoff_s: float = Field(0.5, gt=0)  # doubled per attempt, full jitter, capped at 30 s
+    disable_after: int = Field(5, ge=1)  # consecutive alerts not delivered
+
+    def wants(self, severity: str) -> bool:
+        return self.severities is None or severity in self.severities
+
+
 class Alerting(_Strict):
     evaluate_every_s: float = Field(30.0, gt=0)
     burn_rate_windows: list[BurnRateWindows] = Field(
@@ -140,13 +158,17 @@ class Alerting(_Strict):
     )
     slos: list[Slo] = Field(default_factory=list)
     thresholds: list[ThresholdRule] = Field(default_factory=list)
+    webhooks: list[Webhook] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _names_are_unique(self) -> Self:
-        names = [rule.name for rule in (*self.slos, *self.thresholds)]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ValueError(f"rule names must be unique: {', '.join(repeated)}")
+        for kind, names in (
+            ("rule", [rule.name for rule in (*self.slos, *self.thresholds)]),
+            ("webhook", [hook.name for hook in self.webhooks]),
+        ):
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ValueError(f"{kind} names must be unique: {', '.join(repeated)}")
         return self
 
 

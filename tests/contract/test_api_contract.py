@@ -21,11 +21,10 @@ from api.chat_mapping import command_payload, completion_of
 from api.chat_schema import ChatCompletionRequest
 from api.errors import HttpErrorCode
 from api.feed import CLOSE_CODES
-from api.run_view import envelope_json
 from api.settings import ApiSettings
 from api.sse import sse_chunks
 from schemas import default_catalog
-from streams.envelope import WriterIdentity, new_message
+from streams.envelope import WriterIdentity, envelope_json, new_message
 from streams.errors import ErrorCode
 from streams.serde import AvroSerde, SingleObjectFraming
 from streams.settings import Settings

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from api.run_view import RunSummary, envelope_json
+from api.run_view import RunSummary
 from bench.projector_workload import mixed_events
 from projections import MigrationError, table_digests
 from projections.batch import InsertGroup
 from projections.migrator import load_migrations, migrate
 from projections.rows import INSERT_SETTINGS
 from projections.writer import EventWriter
-from streams.envelope import Envelope
+from streams.envelope import Envelope, envelope_json
 from tests.integration.test_projections_support import (
     START,
     ProjectionDb,

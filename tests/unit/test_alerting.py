@@ -3,6 +3,7 @@ per key, ids fixed by what happened, and rules that could not be evaluated left 
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +21,15 @@ from processors.observability.alerting.conditions import (
     threshold_conditions,
 )
 from processors.observability.alerting.indicators import Counts, Observation
-from processors.observability.config import Alerting, Slo, ThresholdRule, load_observability_config
+from processors.observability.alerting.signatures import sign, verify
+from processors.observability.alerting.webhooks import backoff_s
+from processors.observability.config import (
+    Alerting,
+    Slo,
+    ThresholdRule,
+    Webhook,
+    load_observability_config,
+)
 from streams.config import ConfigError
 from streams.envelope import WriterIdentity
 
@@ -148,10 +157,31 @@ def test_durations_and_unique_names_are_checked(tmp_path: Path) -> None:
         "alerting:\n  thresholds:\n    - {name: a, indicator: fallback_rate, above: 0.1}\n"
         "    - {name: a, indicator: guardrail_rate, above: 0.1}\n"
     )
-    with pytest.raises(ConfigError, match="unique: a"):
+    with pytest.raises(ConfigError, match="rule names must be unique: a"):
         load_observability_config(path)
 
 
 def test_the_shipped_config_loads() -> None:
     config = load_observability_config()
     assert config.alerting.slos and config.alerting.thresholds
+
+
+def test_a_signature_verifies_only_the_same_body_secret_and_recent_time() -> None:
+    body = b'{"event_type": "alert.rule.triggered"}'
+    header = sign("s3cret", 1_000_000, body)
+    assert verify("s3cret", header, body, now=1_000_100)
+    assert not verify("s3cret", header, body + b" ", now=1_000_100)
+    assert not verify("other", header, body, now=1_000_100)
+    assert not verify("s3cret", header, body, now=1_000_000 + 301)
+    assert not verify("s3cret", "v1=abc", body, now=1_000_000)
+
+
+def test_backoff_doubles_with_full_jitter_honours_retry_after_and_is_capped() -> None:
+    hook = Webhook.model_validate(
+        {"name": "h", "url": "http://127.0.0.1:1/x", "secret_env": "S", "backoff_s": 1.0}
+    )
+    rng = random.Random(7)
+    waits = [backoff_s(hook, attempt, None, rng) for attempt in (1, 2, 3) for _ in range(200)]
+    assert max(waits[:200]) <= 1.0 < max(waits[200:400]) <= 2.0 < max(waits[400:]) <= 4.0
+    assert backoff_s(hook, 1, 7.0, rng) == 7.0
+    assert backoff_s(hook, 12, None, rng) <= 30.0 and backoff_s(hook, 1, 300.0, rng) == 30.0

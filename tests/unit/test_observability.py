@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from api.run_view import RunSummary, envelope_json
+from api.run_view import RunSummary
 from processors.observability.config import OnlineEvaluation, load_observability_config
 from processors.observability.evaluators import evaluate
 from processors.observability.online import judged, sampled
 from streams.config import ConfigError
-from streams.envelope import WriterIdentity, new_message
+from streams.envelope import WriterIdentity, envelope_json, new_message
 
 WRITER = WriterIdentity("foundation", 1, "dev")
 CALL = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}

@@ -112,12 +112,15 @@ class Alerter:
 
     async def run(self, clock: Callable[[], datetime], stopping: asyncio.Event) -> None:
         """Restore (waiting for the projections to answer), then evaluate until ``stopping``."""
+        waiting = False
         while not stopping.is_set():
             try:
                 await self.restore()
                 break
             except ProjectionsUnavailable as error:
-                log.warning("waiting for the projections: %s", error)
+                if not waiting:  # said once: the projector often starts a moment later
+                    log.info("waiting for the projections to answer: %s", error)
+                    waiting = True
                 await _pause(stopping, 1.0)
         while not stopping.is_set():
             await self.evaluate(clock())
