@@ -18,7 +18,7 @@ __all__ = ["RunSummary"]
 
 Status = Literal["running", "completed", "failed"]
 SCORED = "eval.score.recorded"
-JUDGED = "eval.result.recorded"  # the online evaluators' verdicts: the latest event wins
+JUDGED = "eval.result.recorded"  # online verdicts: per evaluator, the latest event wins
 
 
 _Rank = tuple[Any, ...]
@@ -60,7 +60,7 @@ class RunSummary:
     _decisions: dict[str, tuple[_Rank, dict[str, Any]]] = field(default_factory=dict, repr=False)
     _flags: dict[str, tuple[_Rank, dict[str, Any]]] = field(default_factory=dict, repr=False)
     _scores: dict[str, tuple[_Rank, dict[str, Any]]] = field(default_factory=dict, repr=False)
-    _evals_rank: _Rank = field(default=_NO_RANK, repr=False)
+    _evals: dict[str, tuple[_Rank, dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, events: Iterable[Mapping[str, Any]]) -> RunSummary | None:
@@ -102,9 +102,8 @@ class RunSummary:
             self.guardrail_flags = _in_order(self._flags)
         elif kind == SCORED:
             self._score(payload, (at, event_id), str(event["timestamp"]))
-        elif kind == JUDGED and (at, event_id) > self._evals_rank:
-            self._evals_rank = (at, event_id)
-            self.evals = [dict(verdict) for verdict in payload["results"]]
+        elif kind == JUDGED:
+            self._judged(payload, (at, event_id))
         elif terminal and (at, event_id) > self._outcome_rank:
             self._outcome_rank = (at, event_id)
             self._end(kind, payload, str(event["timestamp"]))
@@ -118,6 +117,15 @@ class RunSummary:
             score = {k: payload.get(k) for k in fields} | {"scored_at": at}
             self._scores[payload["score_id"]] = (rank, score)
             self.scores = _in_order(self._scores)
+
+    def _judged(self, payload: Mapping[str, Any], rank: _Rank) -> None:
+        """The inline checks arrive in one event, the LLM judge's verdict in a later one: each
+        evaluator keeps its latest verdict, listed in the order the checks ran."""
+        for position, verdict in enumerate(payload["results"]):
+            known = self._evals.get(verdict["evaluator"])
+            if known is None or (*rank, position) > known[0]:
+                self._evals[verdict["evaluator"]] = ((*rank, position), dict(verdict))
+        self.evals = _in_order(self._evals)
 
     def _end(self, kind: str, payload: Mapping[str, Any], at: str) -> None:
         self.ended_at = at
