@@ -17,6 +17,7 @@ from api.config import ApiConfig, load_api_config
 from api.keys_cli import add_key_commands, run_key_command
 from api.settings import ApiSettings
 from streams.log_format import configure_json_logging
+from streams.tracing import install_tracer_provider
 
 
 def main() -> None:
@@ -37,6 +38,7 @@ def main() -> None:
         return
     settings = ApiSettings.from_env()
     configure_json_logging(settings.streams.log_level)  # uvicorn's loggers too (log_config=None)
+    install_tracer_provider("api")
     config = load_api_config(settings.config_path)
     print(_banner(settings, config), file=sys.stderr, flush=True)
     app = create_app(settings, config)

@@ -25,6 +25,7 @@ from api.services import Services, services_of
 from streams.envelope import Envelope, new_message
 from streams.errors import ErrorCode
 from streams.redis_state import StoreUnavailable
+from streams.tracing import producer_span_ids
 
 __all__ = ["Claim", "claim_run", "command_for", "enforce_rate_limit", "publish", "remember"]
 
@@ -115,8 +116,6 @@ def command_for(
 ) -> Envelope:
     """The command, in the client's trace when it sent a W3C ``traceparent``, else in a new
     one; the API is where the run's trace starts."""
-    match = _TRACEPARENT.match(traceparent or "")
-    trace_id = match.group(1) if match and match.group(1).strip("0") else secrets.token_hex(16)
     command = new_message(
         message_type,
         payload,
@@ -125,6 +124,15 @@ def command_for(
         writer=services.writer,
         ids=lambda: claim.command_id,
     )
+    exported = producer_span_ids(
+        f"publish {message_type}",
+        traceparent,
+        {"platform.correlation_id": claim.correlation_id, "messaging.message.id": claim.command_id},
+    )
+    if exported is not None:
+        return replace(command, trace_id=exported[0], span_id=exported[1])
+    match = _TRACEPARENT.match(traceparent or "")
+    trace_id = match.group(1) if match and match.group(1).strip("0") else secrets.token_hex(16)
     return replace(command, trace_id=trace_id, span_id=secrets.token_hex(8))
 
 

@@ -43,16 +43,19 @@ class EventRow(NamedTuple):
     correlation_id: str
     timestamp_micros: int
     line: str
+    traceparent: str | None  # of the span that wrote the event: the projector's span links it
 
     @classmethod
     def of(cls, wire: WireMessage) -> EventRow:
         record = wire.record
+        trace_id, span_id = record["trace_id"], record["span_id"]
         return cls(
             wire.message_id,
             record["tenant_id"],
             record["correlation_id"],
             wire.timestamp_micros,
             event_row(wire),
+            f"00-{trace_id}-{span_id}-01" if trace_id and span_id else None,
         )
 
 

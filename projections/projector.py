@@ -39,6 +39,7 @@ from streams.offsets import PartitionKey
 from streams.producer import EnvelopeProducer
 from streams.serde import AvroSerde
 from streams.topics import TopicCatalog
+from streams.tracing import batch_span
 
 __all__ = ["PROCESSOR_NAME", "Projector"]
 
@@ -157,7 +158,17 @@ class Projector:
             self._in_flight = (groups, self._pool.submit(self._write, groups))
 
     def _write(self, groups: list[InsertGroup]) -> None:
-        with self._write_lock:
+        traced = (  # read only when spans are exported
+            row.traceparent
+            for group in groups
+            for batch in group.batches
+            for row in batch.rows
+            if row.traceparent is not None
+        )
+        with (
+            self._write_lock,
+            batch_span("projector insert", traced, {"platform.groups": len(groups)}),
+        ):
             self._writer.write(groups)
             for group in groups:
                 for batch in group.batches:

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from opentelemetry.trace import Span
+
 from processors.foundation.decisions.effects import (
     UNAVAILABLE,
     AcquireBreaker,
@@ -33,6 +35,7 @@ from processors.foundation.decisions.effects import (
     StoreAnswer,
     StreamEnd,
 )
+from processors.foundation.gen_ai_spans import end_call_span, start_call_span
 from processors.foundation.providers import (
     ChatDelta,
     ChatResult,
@@ -71,6 +74,7 @@ class _OpenStream:
     expired: bool = False
     went_quiet: bool = False
     watchdog: asyncio.TimerHandle | None = None
+    span: Span | None = None  # the call's GenAI span, when spans are exported
 
     def arm(self, at: float) -> None:
         if self.watchdog is not None:
@@ -246,13 +250,17 @@ class RunEdge:
 
     async def _call(self, effect: CallProvider) -> ChatResult | ProviderError:
         provider = self._providers[effect.provider]
+        span = start_call_span(effect.provider, effect.request, streaming=False)
+        outcome: ChatResult | ProviderError
         try:
             async with asyncio.timeout(effect.timeout_s + _GRACE_S):
-                return await provider.complete(effect.request, effect.timeout_s)
+                outcome = await provider.complete(effect.request, effect.timeout_s)
         except ProviderError as error:
-            return error
+            outcome = error
         except TimeoutError:
-            return _timed_out(effect.timeout_s)
+            outcome = _timed_out(effect.timeout_s)
+        end_call_span(span, outcome)
+        return outcome
 
     async def _open_stream(self, effect: OpenStream) -> None:
         await self._end_stream()
@@ -265,6 +273,7 @@ class RunEdge:
             self._clock(),
             loop,
             loop.time() + effect.timeout_s + _GRACE_S,
+            span=start_call_span(effect.provider, effect.request, streaming=True),
         )
         stream.arm(stream.deadline)
 
@@ -306,6 +315,7 @@ class RunEdge:
             return
         if stream.watchdog is not None:
             stream.watchdog.cancel()
+        end_call_span(stream.span, None)
         aclose = getattr(stream.deltas, "aclose", None)
         if aclose is not None:
             await aclose()
