@@ -79,7 +79,7 @@ EVERY_INDICATOR = alerting(
     thresholds=[
         {"name": "timeouts", "indicator": "timeout_rate", "above": 0.05, "group_by": ["provider"]},
         {"name": "fallbacks", "indicator": "fallback_rate", "above": 0.1, "window": "10m"},
-        {"name": "flags", "indicator": "guardrail_rate", "above": 0.2, "tenants": ["acme"]},
+        {"name": "flags", "indicator": "guardrail_rate", "above": 0.2, "tenants": ["acme", "a.b"]},
     ],
 )
 
@@ -161,7 +161,7 @@ def test_thresholds_alert_over_their_window_per_group_with_enough_runs() -> None
     assert [matchers(s) for s in attempts] == [{"failure_kind": ("MatchOp.Equal", "timeout")}]
     assert "[10m]" in alerts["fallbacks"]["expr"] and "[5m]" not in alerts["fallbacks"]["expr"]
     for selector in selectors(alerts["flags"]["expr"]):
-        assert matchers(selector)["tenant"] == ("MatchOp.Re", "acme")
+        assert matchers(selector)["tenant"] == ("MatchOp.Re", r"acme|a\.b")  # a dot is no wildcard
 
 
 def test_the_cli_writes_the_shipped_config_as_a_rule_file(tmp_path: Path) -> None:

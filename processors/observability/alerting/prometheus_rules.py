@@ -21,6 +21,7 @@ healthy tenant too."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import yaml
@@ -69,7 +70,7 @@ def _grouping(rule: Slo | ThresholdRule) -> str:
 
 def _increase(rule: Slo | ThresholdRule, window: str, metric: str, *matchers: str) -> str:
     if rule.tenants is not None:
-        tenants = "|".join(rule.tenants)
+        tenants = "|".join(re.escape(tenant) for tenant in rule.tenants)
         matchers = (*matchers, f"tenant=~{_string(tenants)}")
     selector = f"{metric}{{{', '.join(matchers)}}}" if matchers else metric
     return f"sum by ({_grouping(rule)}) (increase({selector}[{window}]))"
@@ -164,7 +165,7 @@ def _threshold_alert(rule: ThresholdRule) -> dict[str, Any]:
         "annotations": {
             "summary": f"{rule.name}: {rule.indicator} above {rule.above:g} for {_where(rule)}",
             "description": (
-                f"{rule.indicator} is {{{{ $value | humanize }}}} over {rule.window} "
+                f"{rule.indicator} is {{{{ $value | humanizePercentage }}}} over {rule.window} "
                 f"(limit {rule.above:g}, at least {rule.min_events} runs)."
             ),
         },
