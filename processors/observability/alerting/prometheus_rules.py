@@ -58,14 +58,15 @@ def _string(value: str) -> str:
     return json.dumps(value)
 
 
-def _grouping(rule: Slo | ThresholdRule) -> str:
+def _group_labels(rule: Slo | ThresholdRule) -> list[str]:
     """The labels a rule's ratios are per: the tenant and its ``group_by`` dimensions."""
-    names = (
-        [_HISTOGRAM_DIMENSIONS[d] for d in rule.group_by]
-        if rule.indicator == "latency"
-        else list(rule.group_by)
-    )
-    return ", ".join(["tenant", *names])
+    if rule.indicator == "latency":
+        return ["tenant", *(_HISTOGRAM_DIMENSIONS[d] for d in rule.group_by)]
+    return ["tenant", *rule.group_by]
+
+
+def _grouping(rule: Slo | ThresholdRule) -> str:
+    return ", ".join(_group_labels(rule))
 
 
 def _increase(rule: Slo | ThresholdRule, window: str, metric: str, *matchers: str) -> str:
@@ -112,8 +113,7 @@ def _enough_runs(rule: Slo | ThresholdRule, window: str) -> str:
 
 def _where(rule: Slo | ThresholdRule) -> str:
     """The group an alert is about, as an annotation template."""
-    names = _grouping(rule).split(", ")
-    return ", ".join(f"{name} {{{{ $labels.{name} }}}}" for name in names)
+    return ", ".join(f"{name} {{{{ $labels.{name} }}}}" for name in _group_labels(rule))
 
 
 def _slo_group(slo: Slo, pairs: list[BurnRateWindows], interval: str) -> dict[str, Any]:
@@ -129,7 +129,8 @@ def _slo_group(slo: Slo, pairs: list[BurnRateWindows], interval: str) -> dict[st
     budget = f"(1 - {slo.objective!r})"
     for pair in pairs:
         limit = f"{float(pair.factor)!r} * {budget}"
-        long, short = (f'{ERROR_RATIO}{w}{{slo="{slo.name}"}}' for w in (pair.long, pair.short))
+        slo_is = f"slo={_string(slo.name)}"
+        long, short = (f"{ERROR_RATIO}{w}{{{slo_is}}}" for w in (pair.long, pair.short))
         rules.append(
             {
                 "alert": slo.name,
