@@ -56,7 +56,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
 def _up(settings: Settings, args: argparse.Namespace) -> int:
     from streams.launcher import run_platform
 
-    return run_platform(settings, args.data_dir, args.kafka_port)
+    return run_platform(settings, args.data_dir, args.kafka_port, args.metrics_ports_from)
 
 
 def _create_topics(settings: Settings, args: argparse.Namespace) -> None:
@@ -114,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
         help="local broker and embedded ClickHouse data",
     )
     up.add_argument("--kafka-port", type=int, default=9092, help="local broker port")
+    up.add_argument(
+        "--metrics-ports-from",
+        type=int,
+        help="first metrics port of the children (default: configs/platform.yaml's; 0: ephemeral)",
+    )
     up.set_defaults(command=_up)
 
     topics = commands.add_parser("topics", help="create every catalog topic and its DLQ")

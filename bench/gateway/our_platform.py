@@ -95,7 +95,13 @@ class OurPlatform(Contender):
             [
                 str(self.python()),
                 *("-m", "streams", "up"),
-                *options({"--data-dir": workdir / "platform-data", "--kafka-port": kafka_port}),
+                *options(
+                    {
+                        "--data-dir": workdir / "platform-data",
+                        "--kafka-port": kafka_port,
+                        "--metrics-ports-from": 0,  # ephemeral, as its other ports are free ones
+                    }
+                ),
             ],
             workdir,
             env={

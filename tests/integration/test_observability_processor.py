@@ -1,14 +1,19 @@
 """The observability processor as deployed (``python -m streams run ...``) on the real broker:
 one ``eval.result.recorded`` per finished run, none for anything else, and its verdicts
-projected into ``eval_results`` one row per run and evaluator."""
+projected into ``eval_results`` one row per run and evaluator; its LLM traffic metrics scraped
+from ``/metrics`` over HTTP."""
 
 from __future__ import annotations
 
 import uuid
 from pathlib import Path
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from schemas import default_catalog
-from streams.envelope import WriterIdentity, new_message
+from streams.envelope import Envelope, WriterIdentity, new_message
+from streams.local_jvm import free_ports
 from streams.producer import EnvelopeProducer
 from streams.serde import AvroSerde, SingleObjectFraming
 from streams.topics import TopicCatalog
@@ -104,3 +109,104 @@ def test_every_finished_run_is_judged_once_and_projected(
     assert len(projected) == len(runs)
     assert all('"checks":5' in line for line in projected)
     assert sum('"refused":1' in line for line in projected) == 10
+
+
+def failed(code: str) -> dict[str, object]:
+    return {
+        "error_code": code,
+        "message": "simulated",
+        "retryable": code == "PROVIDER_TIMEOUT",
+        "provider": "p",
+        "model": "m",
+        "latency_ms": 12_000,
+        "attempts": 2,
+    }
+
+
+def scraped(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample on the endpoint by name and labels; empty while it does not answer yet."""
+    try:
+        text = httpx.get(url, timeout=5).text
+    except httpx.TransportError:
+        return {}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_finished_runs_are_counted_on_the_metrics_endpoint(
+    bootstrap: str, topics: TopicCatalog, tmp_path: Path
+) -> None:
+    outcomes = [completed("fine")] * 5 + [failed("PROVIDER_TIMEOUT")] * 2 + [failed("NO_ROUTE")]
+    events: list[Envelope] = [
+        new_message(
+            "llm.request.failed" if "error_code" in payload else "llm.request.completed",
+            payload,
+            correlation_id=f"req_{uuid.uuid4().hex}",
+            tenant_id="acme",
+            writer=WRITER,
+        )
+        for payload in outcomes
+    ]
+    [port] = free_ports(1)
+    url = f"http://127.0.0.1:{port}/metrics"
+    target = {("tenant", "acme"), ("provider", "p"), ("model", "m")}
+    requests = "platform_llm_requests_total"
+    wanted = {
+        (requests, frozenset({*target, ("outcome", "completed"), ("error_code", "")})): 5.0,
+        (
+            requests,
+            frozenset({*target, ("outcome", "failed"), ("error_code", "PROVIDER_TIMEOUT")}),
+        ): 2.0,
+        (requests, frozenset({*target, ("outcome", "failed"), ("error_code", "NO_ROUTE")})): 1.0,
+    }
+    gen_ai = {
+        ("tenant", "acme"),
+        ("gen_ai_operation_name", "chat"),
+        ("gen_ai_provider_name", "p"),
+        ("gen_ai_request_model", "m"),
+    }
+    duration = "gen_ai_client_operation_duration_seconds"
+    wanted[(f"{duration}_count", frozenset({*gen_ai, ("error_type", "")}))] = 5.0
+    wanted[
+        (
+            f"{duration}_bucket",
+            frozenset({*gen_ai, ("error_type", "PROVIDER_TIMEOUT"), ("le", "10.0")}),
+        )
+    ] = 0.0
+    wanted[
+        (
+            f"{duration}_bucket",
+            frozenset({*gen_ai, ("error_type", "PROVIDER_TIMEOUT"), ("le", "30.0")}),
+        )
+    ] = 2.0
+    tokens = frozenset({*gen_ai, ("gen_ai_token_type", "output")})
+    wanted[("gen_ai_client_token_usage_sum", tokens)] = 25.0
+
+    def counted() -> bool:
+        seen = scraped(url)
+        return all(seen.get(key) == value for key, value in wanted.items())
+
+    process = start_processor(
+        "processors.observability.processor:PROCESSOR",
+        bootstrap,
+        topics,
+        f"observability-{uuid.uuid4().hex}",
+        tmp_path / "observability.log",
+        env={"METRICS_PORT": str(port)},
+    )
+    try:
+        producer = EnvelopeProducer(bootstrap, SERDE, topics)
+        producer.send(events)
+        producer.flush()
+        wait_until(counted, 60, f"the runs counted on {url}")
+    finally:
+        process.terminate()
+        assert process.wait(timeout=60) == 0, (tmp_path / "observability.log").read_text()[-3000:]
+    judged = TopicReader(bootstrap, topics.topic_for("eval.result.recorded"), SERDE)
+    judged.poll_until(lambda r: len(r.envelopes) >= 5, 30, "a verdict per completed run")
+    assert {e.correlation_id for e in judged.envelopes} == {
+        e.correlation_id for e in events if e.message_type == "llm.request.completed"
+    }

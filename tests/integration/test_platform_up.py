@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.processes import REPO
+from tests.integration.test_projections_support import wait_until
 
 
 def free_port() -> int:
@@ -50,16 +52,35 @@ def ready_or_last(url: str, within_s: float) -> httpx.Response:
         time.sleep(0.05)  # poll interval of a bounded wait, not a synchronisation
 
 
+def free_port_block(count: int) -> int:
+    """The first of ``count`` consecutive free loopback ports."""
+    for _ in range(100):
+        first = free_port()
+        if first + count <= 65535 and all(bindable(p) for p in range(first + 1, first + count)):
+            return first
+    raise AssertionError(f"no {count} consecutive free ports found")
+
+
+def bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 @dataclass(frozen=True)
 class Ports:
     api: int
     kafka: int
     query: int
+    metrics_from: int  # the children's metrics ports: this and the next three
 
 
 def start_platform(data_dir: Path) -> tuple[subprocess.Popen[bytes], Ports]:
     """``python -m streams up`` as README's first command runs it, on free ports."""
-    ports = Ports(free_port(), free_port(), free_port())
+    ports = Ports(free_port(), free_port(), free_port(), free_port_block(4))
     unset = ("KAFKA_BOOTSTRAP_SERVERS", "PROJECTIONS_DATA_DIR", "CLICKHOUSE_URL")
     env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
@@ -71,6 +92,7 @@ def start_platform(data_dir: Path) -> tuple[subprocess.Popen[bytes], Ports]:
         }
     )
     argv = ["-m", "streams", "up", "--data-dir", str(data_dir), "--kafka-port", str(ports.kafka)]
+    argv += ["--metrics-ports-from", str(ports.metrics_from)]
     process = subprocess.Popen(
         [sys.executable, *argv],
         cwd=REPO,
@@ -88,6 +110,21 @@ def listening(port: int) -> bool:
         if probe.connect_ex(("127.0.0.1", port)) != 0:
             return False
         return bool(probe.getsockname() != probe.getpeername())
+
+
+def completed_runs(metrics_url: str) -> float:
+    """``platform_llm_requests_total`` of completed runs on a metrics endpoint (0 while it does
+    not answer yet)."""
+    try:
+        text = httpx.get(metrics_url, timeout=5).text
+    except httpx.TransportError:
+        return 0.0
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "platform_llm_requests_total" and sample.labels["outcome"] == "completed"
+    )
 
 
 def test_up_runs_broker_topics_and_api_then_stops_cleanly(tmp_path: Path) -> None:
@@ -114,6 +151,11 @@ def test_up_runs_broker_topics_and_api_then_stops_cleanly(tmp_path: Path) -> Non
         )
         assert first_call.status_code == 200, first_call.text
         assert first_call.json()["choices"][0]["message"]["content"]
+        # The observability processor counts it on its own metrics port, as the launcher said.
+        observability = f"http://127.0.0.1:{ports.metrics_from + 1}/metrics"
+        said = f"processors.observability.processor:PROCESSOR: metrics on {observability}"
+        assert said in "".join(output)
+        wait_until(lambda: completed_runs(observability) == 1, 60, "the run counted")
         assert any((tmp_path / "chdb").iterdir()), "chDB is not under the data dir"
     finally:
         process.send_signal(signal.SIGTERM)
@@ -132,6 +174,7 @@ def test_a_launcher_killed_outright_leaves_no_broker_or_service_behind(tmp_path:
         process.wait(timeout=30)
     deadline = time.monotonic() + 60
     named = {"broker": ports.kafka, "api": ports.api, "projector": ports.query}
+    named |= {f"metrics {i}": ports.metrics_from + i for i in range(4)}
     while serving := [name for name, port in named.items() if listening(port)]:
         assert time.monotonic() < deadline, f"still serving after the launcher died: {serving}"
         time.sleep(0.1)  # poll interval of a bounded wait, not a synchronisation

@@ -4,7 +4,8 @@ import pytest
 from pydantic import BaseModel
 
 from streams.config import ConfigError, load_config
-from streams.topics import TopicCatalog
+from streams.launcher import PlatformConfig
+from streams.topics import CONFIG_ROOT, TopicCatalog
 
 
 class Limits(BaseModel):
@@ -74,3 +75,16 @@ def test_repo_topic_catalog_maps_every_schema_to_one_topic() -> None:
         topic = catalog.topic_for(message_type)
         kind = default_catalog().kind_of(message_type)
         assert topic.startswith("commands." if kind == "command" else "events.")
+
+
+def test_each_child_of_up_that_serves_metrics_gets_its_own_port() -> None:
+    platform = load_config(CONFIG_ROOT / "platform.yaml", PlatformConfig)
+    assert platform.metrics_ports() == {
+        "processors.foundation.processor:PROCESSOR": 9101,
+        "processors.observability.processor:PROCESSOR": 9102,
+        "processors.observability.alerting.webhook_processor:PROCESSOR": 9103,
+        "projector": 9104,
+        "alerter": 9105,  # the API serves /metrics on its own port
+    }
+    assert set(platform.metrics_ports(20000).values()) == set(range(20000, 20005))
+    assert set(platform.metrics_ports(0).values()) == {0}  # each an ephemeral port
