@@ -18,6 +18,7 @@ from api.auth import Principal
 from api.errors import ApiError, HttpErrorCode, error_responses
 from api.run_view import RunSummary
 from api.services import Services, authenticated, services_of
+from api.waterfall import waterfall
 from schemas.payloads import EvalScoreRecordedPayload
 from streams.envelope import new_message
 from streams.errors import ErrorCode
@@ -52,6 +53,7 @@ class RunView(BaseModel):
     scores: list[dict[str, Any]]
     evals: list[dict[str, Any]]
     events: list[dict[str, Any]]
+    waterfall: list[dict[str, Any]]
     truncated: bool
 
 
@@ -71,7 +73,9 @@ async def get_run(
     summary = RunSummary.of(events)
     if summary is None:
         raise ApiError(HttpErrorCode.NOT_FOUND, f"no run {correlation_id} for this tenant")
-    return RunView(**summary.state(), events=events, truncated=truncated)
+    return RunView(
+        **summary.state(), events=events, waterfall=waterfall(events), truncated=truncated
+    )
 
 
 class ScoreRequest(BaseModel):

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from api.run_view import RunSummary
+from api.waterfall import waterfall
 from processors.observability.config import OnlineEvaluation, load_observability_config
 from processors.observability.evaluators import evaluate
 from processors.observability.online import judged, sampled
@@ -111,3 +112,44 @@ def test_a_broken_config_names_file_line_and_field(tmp_path: Path) -> None:
         load_observability_config(path)
     message = str(broken.value)
     assert "observability.yaml:3" in message and "evaluators" in message
+
+
+def test_a_runs_waterfall_has_a_step_per_span_each_under_the_step_that_caused_it() -> None:
+    base = {"tenant_id": "acme", "correlation_id": "req_1", "payload": {}}
+
+    def event(n: int, kind: str, span: str, service: str, cause: str, ms: int) -> dict[str, Any]:
+        at = f"2026-12-07T10:00:00.{ms:03d}000+00:00"
+        return {
+            **base,
+            "event_id": f"e{n}",
+            "event_type": kind,
+            "span_id": span,
+            "service_name": service,
+            "causation_id": cause,
+            "timestamp": at,
+        }
+
+    events = [
+        event(3, "eval.result.recorded", "s2", "observability", "e2", 90),
+        event(1, "llm.request.started", "s1", "foundation", "command", 0),
+        event(2, "llm.request.completed", "s1", "foundation", "e1", 60),
+    ]
+    assert waterfall(events) == [
+        {
+            "span_id": "s1",
+            "parent_span_id": None,
+            "service": "foundation",
+            "start_ms": 0.0,
+            "end_ms": 60.0,
+            "events": ["llm.request.started", "llm.request.completed"],
+        },
+        {
+            "span_id": "s2",
+            "parent_span_id": "s1",
+            "service": "observability",
+            "start_ms": 90.0,
+            "end_ms": 90.0,
+            "events": ["eval.result.recorded"],
+        },
+    ]
+    assert waterfall([]) == []
