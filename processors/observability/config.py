@@ -78,10 +78,13 @@ class OnlineEvaluation(_Sampled):
     judge: Judge = Judge()
 
 
-Indicator = Literal["availability", "latency", "fallback_rate", "guardrail_rate", "timeout_rate"]
+Indicator = Literal[
+    "availability", "latency", "fallback_rate", "guardrail_rate", "timeout_rate", "eval_pass_rate"
+]
 """What a rule measures, as bad events over all events in ``metrics_minute``: failed runs
 (client-caused codes excluded), completed runs slower than ``threshold_ms``, fallbacks,
-guardrail violations and provider attempt timeouts, each per run."""
+guardrail violations and provider attempt timeouts, each per run; or in ``eval_minute``:
+online verdicts that failed (of ``evaluators``, or all)."""
 
 Dimension = Literal["provider", "model"]
 
@@ -134,9 +137,12 @@ class _Rule(_Strict):
     tenants: list[str] | None = None  # None: every tenant with traffic, each its own alert
     group_by: list[Dimension] = Field(default_factory=list)
     min_events: int = Field(1, ge=1)  # fewer runs than this in the long window: no verdict
+    evaluators: list[str] | None = None  # eval_pass_rate: which verdicts count (None: all)
 
     @model_validator(mode="after")
     def _latency_has_a_bucket(self) -> Self:
+        if self.evaluators is not None and self.indicator != "eval_pass_rate":
+            raise ValueError("evaluators applies to eval_pass_rate rules only")
         if self.indicator == "latency" and self.threshold_ms not in LATENCY_BUCKETS_MS:
             raise ValueError(f"a latency rule needs threshold_ms, one of {LATENCY_BUCKETS_MS}")
         if self.indicator != "latency" and self.threshold_ms is not None:

@@ -33,9 +33,10 @@ class _Observer:
     def __call__(self, event: Envelope) -> list[Envelope]:
         if self._config is None:
             self._config = load_observability_config()
-        verdicts = self._verdicts(event, self._config.online)
-        self._traffic.count(event)  # after judging: a retried handler counts an event once
-        return verdicts
+        outputs = self._verdicts(event, self._config.online)
+        for counted in (event, *outputs):  # after judging: a retried handler counts once
+            self._traffic.count(counted)
+        return outputs
 
     @staticmethod
     def _verdicts(event: Envelope, online: OnlineEvaluation) -> list[Envelope]:

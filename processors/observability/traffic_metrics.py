@@ -28,6 +28,7 @@ __all__ = [
     "FALLBACKS",
     "GUARDRAIL_VIOLATIONS",
     "REQUESTS",
+    "VERDICTS",
     "TrafficMetrics",
 ]
 
@@ -36,8 +37,9 @@ _FAILED = "llm.request.failed"
 _FALLBACK = "router.fallback.triggered"
 _VIOLATION = "guardrail.violation.detected"
 _ATTEMPT_FAILED = "llm.attempt.failed"
+_VERDICTS = "eval.result.recorded"
 COUNTED = frozenset({_COMPLETED, _FAILED, _FALLBACK, _VIOLATION, _ATTEMPT_FAILED})
-"""The message types ``TrafficMetrics.count`` counts; any other is ignored."""
+"""The message types the processor reads to count them (it counts the verdicts it writes too)."""
 
 # The names Prometheus shows that rules select (a histogram adds _bucket, _count and _sum).
 REQUESTS = "platform_llm_requests_total"
@@ -45,6 +47,7 @@ DURATION = "gen_ai_client_operation_duration_seconds"
 FALLBACKS = "platform_llm_fallbacks_total"
 GUARDRAIL_VIOLATIONS = "platform_guardrail_violations_total"
 ATTEMPT_FAILURES = "platform_llm_attempt_failures_total"
+VERDICTS = "platform_eval_verdicts_total"
 
 _OPERATION = "chat"  # gen_ai.operation.name: every run is a chat completion
 _GEN_AI = ("tenant", "gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
@@ -108,6 +111,12 @@ class TrafficMetrics:
             "Failed provider attempts (each retry counts)",
             (*target, "failure_kind"),
         )
+        self._verdicts = _counter(
+            registry,
+            VERDICTS,
+            "Online evaluators' verdicts on runs",
+            (*target, "evaluator", "passed"),
+        )
         self._duration = _Children(
             Histogram(
                 DURATION,
@@ -132,6 +141,7 @@ class TrafficMetrics:
             _FALLBACK: self._fallback,
             _VIOLATION: self._violation,
             _ATTEMPT_FAILED: self._attempt_failed,
+            _VERDICTS: self._verdict,
         }
 
     def count(self, event: Envelope) -> None:
@@ -169,3 +179,9 @@ class TrafficMetrics:
     def _attempt_failed(self, tenant: str, attempt: Mapping[str, Any]) -> None:
         target = (attempt["provider"], attempt["model"])
         self._attempt_failures(tenant, *target, attempt["failure_kind"]).inc()
+
+    def _verdict(self, tenant: str, judged: Mapping[str, Any]) -> None:
+        target = (judged.get("provider") or "", judged.get("model") or "")
+        for verdict in judged["results"]:
+            passed = "true" if verdict["passed"] else "false"
+            self._verdicts(tenant, *target, verdict["evaluator"], passed).inc()

@@ -5,6 +5,7 @@ the last hour match the same counts taken from the events in Python."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,8 @@ from processors.observability.alerting.indicators import (
     indicator_query,
     observations,
 )
-from processors.observability.config import Indicator, ThresholdRule
+from processors.observability.config import Indicator, OnlineEvaluation, ThresholdRule
+from processors.observability.online import judged
 from streams.envelope import Envelope
 from tests.integration.test_projections_support import projection_db, write
 
@@ -106,3 +108,50 @@ def test_an_indicator_counts_what_the_events_say(
     want = expected(in_window, indicator, by_provider)
     assert {g: c for g, c in found.items() if c.total or c.bad} == want
     assert sum(c.bad for c in want.values()) > 0  # the workload has some of every kind
+
+
+def test_the_eval_pass_rate_counts_failed_verdicts_of_its_evaluators(tmp_path: Path) -> None:
+    events = []
+    for i in range(300):
+        done = Envelope(
+            message_type="llm.request.completed",
+            message_id=str(uuid.uuid4()),
+            timestamp=NOW - timedelta(minutes=90) + timedelta(seconds=20 * i),
+            correlation_id=f"req_{i}",
+            tenant_id=("acme", "globex")[i % 2],
+            payload={
+                "output_text": "I'm sorry, but I can't help." if i % 3 == 0 else "Paris.",
+                "finish_reason": "length" if i % 5 == 0 else "stop",
+                "safety_flags": [],
+                "tool_calls_json": None,
+                "provider": "p",
+                "model": "m",
+            },
+            service_name="foundation",
+            layer=1,
+            env="dev",
+        )
+        events += judged(done, OnlineEvaluation())
+    since, until = NOW - timedelta(minutes=HOUR - 1), NOW + timedelta(minutes=1)
+    rule = ThresholdRule.model_validate(
+        {
+            "name": "r",
+            "indicator": "eval_pass_rate",
+            "above": 0.1,
+            "window": "1h",
+            "evaluators": ["refusal", "truncated"],
+        }
+    )
+    with projection_db(tmp_path) as db:
+        write(db, events, batch_size=100)
+        sql = indicator_query(rule, {HOUR}, NOW + timedelta(seconds=59), db.database)
+        rows = [json.loads(line) for line in db.reader.query(sql, "JSONEachRow").decode().split()]
+    found = {o.labels["tenant"]: o.counts[HOUR] for o in observations(rule, {HOUR}, rows)}
+    want: dict[str, Counts] = {}
+    for event in events:
+        if since <= event.timestamp < until:
+            chosen = [r for r in event.payload["results"] if r["evaluator"] in rule.evaluators]
+            known = want.get(event.tenant_id, Counts(0, 0))
+            failed = sum(not r["passed"] for r in chosen)
+            want[event.tenant_id] = Counts(known.bad + failed, known.total + len(chosen))
+    assert found == want and all(c.bad for c in want.values())

@@ -6,6 +6,7 @@ a bucket bound, a burn pair's two windows, a threshold's minimum of runs)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from processors.observability.config import (
     ObservabilityConfig,
     load_observability_config,
 )
-from processors.observability.traffic_metrics import COUNTED, TrafficMetrics
+from processors.observability.traffic_metrics import COUNTED, VERDICTS, TrafficMetrics
 from schemas import default_catalog
 from tests.factories import sample_envelope
 
@@ -61,6 +62,9 @@ def exposed_series() -> dict[str, set[str]]:
     catalog = default_catalog()
     for message_type in COUNTED:
         metrics.count(sample_envelope(catalog.latest(message_type)))
+    judged = sample_envelope(catalog.latest("eval.result.recorded"))
+    verdict = {"evaluator": "refusal", "score": 0.0, "passed": False, "label": None}
+    metrics.count(replace(judged, payload={**judged.payload, "results": [verdict]}))
     series: dict[str, set[str]] = {}
     for metric in registry.collect():
         for sample in metric.samples:
@@ -75,6 +79,12 @@ EVERY_INDICATOR = alerting(
     slos=[
         {"name": "avail", "indicator": "availability", "objective": 0.999, "min_events": 10},
         {"name": "slow", "indicator": "latency", "threshold_ms": 2500, "objective": 0.99},
+        {
+            "name": "judged",
+            "indicator": "eval_pass_rate",
+            "objective": 0.9,
+            "evaluators": ["refusal", "llm_judge"],
+        },
     ],
     thresholds=[
         {"name": "timeouts", "indicator": "timeout_rate", "above": 0.05, "group_by": ["provider"]},
@@ -173,3 +183,17 @@ def test_the_cli_writes_the_shipped_config_as_a_rule_file(tmp_path: Path) -> Non
         "slo-latency-10s",
         "thresholds",
     ]
+
+
+def test_an_eval_pass_rate_counts_failed_verdicts_of_the_chosen_evaluators() -> None:
+    recorded = [
+        rule
+        for rule in rules_of(EVERY_INDICATOR)
+        if rule.get("labels", {}).get("slo") == "judged" and "record" in rule
+    ]
+    assert recorded
+    for rule in recorded:
+        found = [matchers(s) for s in selectors(rule["expr"])]
+        assert found and all(s.name == VERDICTS for s in selectors(rule["expr"]))
+        assert all(m["evaluator"] == ("MatchOp.Re", "refusal|llm_judge") for m in found)
+        assert sum(m.get("passed") == ("MatchOp.Equal", "false") for m in found) == 1

@@ -1,4 +1,5 @@
-"""A rule's indicator as SQL over ``metrics_minute`` (bad and total events per group, one pair
+"""A rule's indicator as SQL over ``metrics_minute`` (or ``eval_minute`` for eval pass rates:
+bad and total events per group, one pair
 per window, all windows ending at the evaluation time) and its rows read back (pure).
 
 Every expression sums columns that are additive across unmerged parts, so no ``FINAL`` is
@@ -36,6 +37,8 @@ _CLIENT_FAILURES = (
 
 
 def _bad_and_total(indicator: Indicator, threshold_ms: int | None) -> tuple[str, str]:
+    if indicator == "eval_pass_rate":
+        return "failed", "verdicts"
     if indicator == "availability":
         return f"errors - {_CLIENT_FAILURES}", f"requests - {_CLIENT_FAILURES}"
     if indicator == "latency":
@@ -77,6 +80,11 @@ def indicator_query(
     """One row per tenant (and grouped dimension) with ``bad_<w>`` and ``total_<w>`` for each
     window of ``w`` minutes: the minutes ``(now - w, now]``, the current one included."""
     bad, total = _bad_and_total(rule.indicator, rule.threshold_ms)
+    table, only = "metrics_minute", ""
+    if rule.indicator == "eval_pass_rate":
+        table = "eval_minute"
+        if rule.evaluators is not None:
+            only = f" AND evaluator IN ({', '.join(sql_literal(e) for e in rule.evaluators)})"
     current = now.replace(second=0, microsecond=0)
     lengths = sorted(set(windows))
     sums = []
@@ -94,8 +102,8 @@ def indicator_query(
     return (
         f"SELECT {groups}, {', '.join(sums)} "  # noqa: S608 (literals escaped, names validated)
         f"FROM (SELECT minute, tenant_id, provider, model, toInt64({bad}) AS bad, "
-        f"toInt64({total}) AS total FROM {database}.metrics_minute "
-        f"WHERE minute >= {earliest} AND minute <= {_minute_literal(current)}{tenants}) "
+        f"toInt64({total}) AS total FROM {database}.{table} "
+        f"WHERE minute >= {earliest} AND minute <= {_minute_literal(current)}{tenants}{only}) "
         f"GROUP BY {groups} ORDER BY {groups}"
     )
 

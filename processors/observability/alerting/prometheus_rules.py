@@ -41,6 +41,7 @@ from processors.observability.traffic_metrics import (
     FALLBACKS,
     GUARDRAIL_VIOLATIONS,
     REQUESTS,
+    VERDICTS,
 )
 
 __all__ = ["ERROR_RATIO", "prometheus_rules", "rule_file"]
@@ -89,6 +90,14 @@ def _bad_and_total(rule: Slo | ThresholdRule, window: str) -> tuple[str, str]:
         bound = f"le={_string(floatToGoString(seconds))}"
         fast = _increase(rule, window, f"{DURATION}_bucket", 'error_type=""', bound)
         return f"{completed} - {fast}", completed
+    if rule.indicator == "eval_pass_rate":
+        which = (
+            (f"evaluator=~{_string('|'.join(re.escape(e) for e in rule.evaluators))}",)
+            if rule.evaluators is not None
+            else ()
+        )
+        failed = _increase(rule, window, VERDICTS, 'passed="false"', *which)
+        return failed, _increase(rule, window, VERDICTS, *which)
     runs = _increase(rule, window, REQUESTS)
     if rule.indicator == "fallback_rate":
         return _increase(rule, window, FALLBACKS), runs
