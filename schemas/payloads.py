@@ -175,7 +175,6 @@ class EvalRunCompletedPayload(TypedDict):
     dataset: str
     dataset_version: str
     model: str
-    started_at: datetime
     item_count: int
     failed_calls: int
     aggregates: list[EvalAggregate]
