@@ -111,23 +111,24 @@ async def _compare(api: PlatformApi, args: argparse.Namespace) -> int:
 async def _gate(api: PlatformApi, baseline: str, candidate: str, args: argparse.Namespace) -> int:
     """Wait (bounded) until both runs read completed, then judge."""
     comparison: dict[str, Any] = {}
+    missing = ""
 
     async def comparable() -> bool:
-        nonlocal comparison
+        nonlocal comparison, missing
         try:
             comparison = await api.compare(baseline, candidate)
         except ApiFailure as failure:
             if failure.status != 404:  # a run that just started may not be projected yet
                 raise
+            missing = failure.message
             return False
         return not_comparable(comparison) is None
 
     try:
         await _until(comparable, args.wait, f"runs {baseline} and {candidate} to complete")
-    except Unusable:
-        if not comparison:
-            raise
-        raise Unusable(str(not_comparable(comparison))) from None
+    except Unusable as waited:
+        why = not_comparable(comparison) if comparison else missing
+        raise Unusable(f"{waited}: {why}") from None
     metric: Metric = args.metric
     print("\n".join(report(comparison, metric, args.max_drop)))
     return GATE_FAILED if breaches(comparison, metric, args.max_drop) else PASSED
