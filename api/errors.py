@@ -23,6 +23,7 @@ __all__ = [
     "ApiError",
     "ErrorBody",
     "ErrorDetail",
+    "FieldProblem",
     "HttpErrorCode",
     "error_payload",
     "error_response",
@@ -90,15 +91,27 @@ def status_of(code: Code) -> int:
     return _STATUS[code]
 
 
+class FieldProblem(BaseModel):
+    """One invalid field of a request that holds many records (a dataset version's items):
+    which record (its position and, when it has one, its id), which field, what is wrong."""
+
+    item: int | None = None
+    item_id: str | None = None
+    field: str
+    message: str
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str
     retryable: bool
     correlation_id: str | None
+    details: list[FieldProblem] | None = None
 
 
 class ErrorBody(BaseModel):
-    """The pack's error format: ``{"error": {code, message, retryable, correlation_id}}``."""
+    """The pack's error format: ``{"error": {code, message, retryable, correlation_id}}``, and
+    ``details`` where a request had many invalid fields worth naming one by one."""
 
     error: ErrorDetail
 
@@ -114,12 +127,14 @@ class ApiError(Exception):
         *,
         status: int | None = None,
         headers: dict[str, str] | None = None,
+        details: list[FieldProblem] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status or status_of(code)
         self.headers = headers or {}
+        self.details = details
 
     @property
     def retryable(self) -> bool:
@@ -127,22 +142,29 @@ class ApiError(Exception):
 
 
 def error_payload(
-    code: str, message: str, retryable: bool, correlation_id: str | None
+    code: str,
+    message: str,
+    retryable: bool,
+    correlation_id: str | None,
+    details: list[FieldProblem] | None = None,
 ) -> dict[str, dict[str, object]]:
-    return {
-        "error": {
-            "code": code,
-            "message": message,
-            "retryable": retryable,
-            "correlation_id": correlation_id,
-        }
+    error: dict[str, object] = {
+        "code": code,
+        "message": message,
+        "retryable": retryable,
+        "correlation_id": correlation_id,
     }
+    if details is not None:
+        error["details"] = [problem.model_dump(exclude_none=True) for problem in details]
+    return {"error": error}
 
 
 def error_response(error: ApiError, correlation_id: str | None) -> JSONResponse:
     """``x-should-retry`` tells the official OpenAI SDKs whether to retry on their own."""
     headers = {"x-should-retry": "true" if error.retryable else "false", **error.headers}
-    body = error_payload(error.code.value, error.message, error.retryable, correlation_id)
+    body = error_payload(
+        error.code.value, error.message, error.retryable, correlation_id, error.details
+    )
     return JSONResponse(body, status_code=error.status, headers=headers)
 
 

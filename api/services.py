@@ -4,6 +4,7 @@ command publisher (Kafka), the projections reader and the live feed."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -79,6 +80,11 @@ class Services:
             await self.kafka().publisher.publish(envelope)
         except PublishFailed as error:
             raise _bus_unavailable(f"event bus unavailable: {error}; retry") from error
+
+    async def publish_all(self, envelopes: list[Envelope]) -> None:
+        """Send all at once; return once the broker acknowledged every one (503 otherwise, and
+        some may have been delivered: callers give them ids that make a retry a duplicate)."""
+        await asyncio.gather(*(self.publish(envelope) for envelope in envelopes))
 
 
 def _bus_unavailable(why: str) -> PlatformError:

@@ -106,11 +106,50 @@ class CacheLookupCompletedPayload(TypedDict):
     saved_cost_usd: float
 
 
+class DatasetItemRecordedPayload(TypedDict):
+    """The item."""
+
+    dataset: str
+    version: str
+    position: int
+    item_id: str
+    input_json: str
+    expected: NotRequired[str | None]
+    rubric: NotRequired[str | None]
+    metadata: dict[str, str]
+
+
+class DatasetVersionPublishedPayload(TypedDict):
+    """The version."""
+
+    dataset: str
+    version: str
+    item_count: int
+    description: NotRequired[str | None]
+    published_by: str
+
+
 class EvalVerdict(TypedDict):
     evaluator: str
     score: float
     passed: bool
     label: NotRequired[str | None]
+
+
+class EvalItemScoredPayload(TypedDict):
+    """The item's outcome."""
+
+    eval_run_id: str
+    dataset: str
+    item_id: str
+    run_id: NotRequired[str | None]
+    provider: NotRequired[str | None]
+    model: NotRequired[str | None]
+    output: NotRequired[str | None]
+    error_code: NotRequired[str | None]
+    error_message: NotRequired[str | None]
+    latency_ms: NotRequired[int | None]
+    results: list[EvalVerdict]
 
 
 class EvalResultRecordedPayload(TypedDict):
@@ -119,6 +158,39 @@ class EvalResultRecordedPayload(TypedDict):
     provider: NotRequired[str | None]
     model: NotRequired[str | None]
     results: list[EvalVerdict]
+
+
+class EvalAggregate(TypedDict):
+    evaluator: str
+    items: int
+    passed: int
+    pass_rate: float
+    mean_score: float
+
+
+class EvalRunCompletedPayload(TypedDict):
+    """How the run went."""
+
+    eval_run_id: str
+    dataset: str
+    dataset_version: str
+    model: str
+    item_count: int
+    failed_calls: int
+    aggregates: list[EvalAggregate]
+
+
+class EvalRunStartedPayload(TypedDict):
+    """What runs."""
+
+    eval_run_id: str
+    dataset: str
+    dataset_version: str
+    model: str
+    evaluators: list[str]
+    item_count: int
+    baseline: NotRequired[str | None]
+    started_by: str
 
 
 ScoreSource = Literal["user"]
@@ -325,7 +397,12 @@ PAYLOAD_TYPES: dict[str, type] = {
     "breaker.state.changed": BreakerStateChangedPayload,
     "budget.check.completed": BudgetCheckCompletedPayload,
     "cache.lookup.completed": CacheLookupCompletedPayload,
+    "dataset.item.recorded": DatasetItemRecordedPayload,
+    "dataset.version.published": DatasetVersionPublishedPayload,
+    "eval.item.scored": EvalItemScoredPayload,
     "eval.result.recorded": EvalResultRecordedPayload,
+    "eval.run.completed": EvalRunCompletedPayload,
+    "eval.run.started": EvalRunStartedPayload,
     "eval.score.recorded": EvalScoreRecordedPayload,
     "guardrail.violation.detected": GuardrailViolationDetectedPayload,
     "llm.attempt.failed": LlmAttemptFailedPayload,

@@ -88,6 +88,16 @@ def test_every_operation_documents_structured_errors_and_bearer_auth() -> None:
         "POST /v1/workflows/submit",
         "GET /v1/runs/{correlation_id}",
         "POST /v1/runs/{correlation_id}/scores",
+        "POST /v1/datasets/{dataset}/versions",
+        "GET /v1/datasets",
+        "GET /v1/datasets/{dataset}",
+        "GET /v1/datasets/{dataset}/versions/{version}/items",
+        "POST /v1/eval-runs",
+        "GET /v1/eval-runs",
+        "GET /v1/eval-runs/{eval_run_id}",
+        "POST /v1/eval-runs/{eval_run_id}/results",
+        "POST /v1/eval-runs/{eval_run_id}/complete",
+        "GET /v1/eval-runs/{baseline}/compare/{candidate}",
         *(
             f"GET /v1/analytics/{name}"
             for name in ("latency", "errors", "cache", "cost", "guardrails")

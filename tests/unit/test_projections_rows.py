@@ -71,6 +71,10 @@ def test_migrations_are_numbered_and_split_into_statements() -> None:
         "analytics.metrics_minute",
         "analytics.eval_results",
         "analytics.alerts",
+        "analytics.dataset_versions",
+        "analytics.dataset_items",
+        "analytics.eval_runs",
+        "analytics.eval_run_aggregates",
     ]
 
 
