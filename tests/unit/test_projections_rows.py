@@ -75,6 +75,7 @@ def test_migrations_are_numbered_and_split_into_statements() -> None:
         "analytics.dataset_items",
         "analytics.eval_runs",
         "analytics.eval_run_aggregates",
+        "analytics.eval_minute",
     ]
 
 
