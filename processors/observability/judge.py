@@ -13,10 +13,22 @@ from dataclasses import replace
 
 from processors.observability.config import Judge
 from processors.observability.online import RECORDED, sampled
-from schemas.payloads import EvalResultRecordedPayload, EvalVerdict, LlmChatRequestedPayload
+from schemas.payloads import (
+    ChatMessage,
+    EvalResultRecordedPayload,
+    EvalVerdict,
+    LlmChatRequestedPayload,
+)
 from streams.envelope import Envelope, derived_id
 
-__all__ = ["JUDGE_PREFIX", "is_judge_run", "judge_request", "judge_verdict", "parse_judgement"]
+__all__ = [
+    "JUDGE_PREFIX",
+    "is_judge_run",
+    "judge_messages",
+    "judge_request",
+    "judge_verdict",
+    "parse_judgement",
+]
 
 JUDGE_PREFIX = "judge:"
 EVALUATOR = "llm_judge"
@@ -27,6 +39,15 @@ _INSTRUCTIONS = (
     "Reply with exactly two lines:\nSCORE: <a number from 0 (worst) to 10 (best)>\n"
     "REASON: <one short sentence>"
 )
+
+
+def judge_messages(rubric: str, answer: str, expected: str | None = None) -> list[ChatMessage]:
+    """The judge's prompt: the rubric, the answer to grade and, offline, the expected one."""
+    reference = f"\n\nA reference answer to compare with:\n\n{expected}" if expected else ""
+    return [
+        {"role": "system", "content": _INSTRUCTIONS.format(rubric=rubric)},
+        {"role": "user", "content": f"The answer to grade:\n\n{answer}{reference}"},
+    ]
 
 
 def is_judge_run(completed: Envelope) -> bool:
@@ -45,10 +66,7 @@ def judge_request(completed: Envelope, judge: Judge) -> Envelope | None:
         return None
     answer = str(completed.payload.get("output_text") or "")[: judge.max_answer_chars]
     payload: LlmChatRequestedPayload = {
-        "messages": [
-            {"role": "system", "content": _INSTRUCTIONS.format(rubric=judge.rubric)},
-            {"role": "user", "content": f"The answer to grade:\n\n{answer}"},
-        ],
+        "messages": judge_messages(judge.rubric, answer),
         "model": judge.model,
         "mode": "direct",
         "stop": [],
@@ -65,13 +83,13 @@ def judge_request(completed: Envelope, judge: Judge) -> Envelope | None:
     return replace(command, correlation_id=JUDGE_PREFIX + completed.correlation_id)
 
 
-def parse_judgement(text: str, pass_score: float) -> EvalVerdict:
+def parse_judgement(text: str, pass_score: float, evaluator: str = EVALUATOR) -> EvalVerdict:
     """``SCORE: 0-10`` (and ``REASON: ...``) in the judge's answer, as a 0-1 verdict; an answer
     without a score fails with what the judge said instead."""
     score = _SCORE.search(text)
     if score is None:
         return {
-            "evaluator": EVALUATOR,
+            "evaluator": evaluator,
             "score": 0.0,
             "passed": False,
             "label": f"no score in the judge's answer: {text[:120]}",
@@ -79,7 +97,7 @@ def parse_judgement(text: str, pass_score: float) -> EvalVerdict:
     value = min(float(score.group(1)), 10.0) / 10
     reason = _REASON.search(text)
     label = (reason.group(1) if reason else text).strip().splitlines()[0][:200] if text else ""
-    return {"evaluator": EVALUATOR, "score": value, "passed": value >= pass_score, "label": label}
+    return {"evaluator": evaluator, "score": value, "passed": value >= pass_score, "label": label}
 
 
 def judge_verdict(judgement: Envelope, judge: Judge) -> Envelope:

@@ -12,6 +12,7 @@ from api.dataset_items import content_version, validated_items
 from api.errors import ApiError
 from processors.observability.evals.client import ChatAnswer
 from processors.observability.evals.gate import breaches, changes, not_comparable, report
+from processors.observability.evals.judging import judge_chat_request
 from processors.observability.evals.runner import chat_request, outcome
 from processors.observability.evals.scorers import (
     NO_EXPECTED,
@@ -108,6 +109,37 @@ def test_an_item_becomes_a_chat_request_tied_to_its_run() -> None:
     assert asked["metadata"] == {"eval_run_id": "evr_1", "eval_item_id": "q1"}
     chat = [{"role": "system", "content": "terse"}, {"role": "user", "content": "hi"}]
     assert chat_request({"id": "q2", "input": chat}, "m", "evr_1")["messages"] == chat
+
+
+def test_the_judge_grades_through_the_chat_api_with_the_rubric_and_the_reference() -> None:
+    assert parse_specs(["exact,judge:sim-large", "judge"]) == ["exact", "judge:sim-large", "judge"]
+    item = {
+        "id": "q1",
+        "input": "capital of France?",
+        "expected": "Paris",
+        "rubric": "Is it right?",
+    }
+    asked = judge_chat_request("judge:sim-large", item, "Lyon", "evr_1")
+    system, user = asked["messages"]
+    assert "Is it right?" in system["content"] and "SCORE" in system["content"]
+    assert "Lyon" in user["content"] and "Paris" in user["content"]
+    assert asked["model"] == "sim-large" and asked["metadata"]["judge"] == "judge:sim-large"
+    assert "model" not in judge_chat_request("judge", {"id": "q2", "input": "x"}, "y", "evr_1")
+    answer = ChatAnswer("Lyon", "req_1", "m", None, None, 30)
+    graded = {
+        "judge:sim-large": ChatAnswer("SCORE: 2\nREASON: wrong city", "req_2", "m", None, None, 9)
+    }
+    _, verdicts = outcome(item, answer, ["exact", "judge:sim-large"], graded)
+    assert [(v["evaluator"], v["passed"], v["label"]) for v in verdicts] == [
+        ("exact", False, "differs from expected"),
+        ("judge:sim-large", False, "wrong city"),
+    ]
+    refused = {"judge": ChatAnswer(None, "req_3", None, "BUDGET_EXCEEDED", "over", 3)}
+    _, verdicts = outcome(item, answer, ["judge"], refused)
+    assert verdicts == [
+        {"evaluator": "judge", "score": 0.0, "passed": False,
+         "label": "judge call failed: BUDGET_EXCEEDED"}
+    ]  # fmt: skip
 
 
 def run(run_id: str, **rates: float) -> dict[str, Any]:

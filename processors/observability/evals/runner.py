@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from processors.observability.evals.client import ChatAnswer, PlatformApi
+from processors.observability.evals.judging import is_judge, judge_chat_request, judge_verdict
 from processors.observability.evals.scorers import aggregate, failed_call, score
 from schemas.payloads import EvalAggregate, EvalVerdict
 
@@ -55,13 +56,18 @@ def chat_request(item: Mapping[str, Any], model: str, eval_run_id: str) -> dict[
 
 
 def outcome(
-    item: Mapping[str, Any], answer: ChatAnswer, evaluators: Sequence[str]
+    item: Mapping[str, Any],
+    answer: ChatAnswer,
+    evaluators: Sequence[str],
+    graded: Mapping[str, ChatAnswer] | None = None,
 ) -> tuple[dict[str, Any], list[EvalVerdict]]:
-    """An item's report (``POST /v1/eval-runs/{id}/results``) and its verdicts."""
+    """An item's report (``POST /v1/eval-runs/{id}/results``) and its verdicts; ``graded``:
+    the judges' answers, by judge spec."""
     if answer.error_code is not None or answer.output is None:
         verdicts = failed_call(evaluators, answer.error_code or "NO_ANSWER")
     else:
         verdicts = score(evaluators, answer.output, item.get("expected"))
+        verdicts += [judge_verdict(spec, found) for spec, found in (graded or {}).items()]
     report = {
         "item_id": item["id"],
         "run_id": answer.run_id,
@@ -92,10 +98,19 @@ async def run_eval(api: PlatformApi, plan: RunPlan) -> RunSummary:
     eval_run_id = str(started["eval_run_id"])
     slots = asyncio.Semaphore(plan.concurrency)
 
+    judges = [spec for spec in plan.evaluators if is_judge(spec)]
+
     async def replayed(item: Mapping[str, Any]) -> tuple[dict[str, Any], list[EvalVerdict]]:
         async with slots:
             answer = await api.chat(chat_request(item, plan.model, eval_run_id), plan.use_cache)
-        return outcome(item, answer, plan.evaluators)
+            graded = {
+                spec: await api.chat(
+                    judge_chat_request(spec, item, answer.output, eval_run_id), use_cache=False
+                )
+                for spec in judges
+                if answer.output is not None
+            }
+        return outcome(item, answer, plan.evaluators, graded)
 
     verdicts: list[list[EvalVerdict]] = []
     batch: list[dict[str, Any]] = []

@@ -2,9 +2,11 @@
 verdict (score 0..1, passed, a short label), and the aggregates a run reports per evaluator.
 
 Specs as a user writes them: ``exact``, ``contains``, ``regex:<pattern>``, ``json``,
-``similarity`` or ``similarity:<threshold>``. ``similarity`` is token-set F1 (lower-cased word
-tokens of answer and expected, the harmonic mean of precision and recall): dependency-free and
-deterministic, blind to paraphrase; an embedding model would catch more but is not shipped."""
+``similarity`` or ``similarity:<threshold>``; ``judge`` and ``judge:<model>`` name the LLM
+judge (``judging.py``), which the runner calls, so ``score`` leaves them out. ``similarity``
+is token-set F1 (lower-cased word tokens of answer and expected, the harmonic mean of
+precision and recall): dependency-free and deterministic, blind to paraphrase; an embedding
+model would catch more but is not shipped."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 
+from processors.observability.evals.judging import is_judge
 from schemas.payloads import EvalAggregate, EvalVerdict
 
 __all__ = [
@@ -44,7 +47,8 @@ def parse_specs(arguments: Iterable[str]) -> list[str]:
         if regex:
             specs.append(regex + pattern)
     for spec in specs:
-        check_of(spec)  # refuses an unknown name or a bad pattern before any call is made
+        if not is_judge(spec):
+            check_of(spec)  # refuses an unknown name or a bad pattern before any call is made
     if len(set(specs)) != len(specs):
         raise ValueError(f"an evaluator is given twice: {', '.join(specs)}")
     return specs
@@ -68,13 +72,15 @@ def check_of(spec: str) -> Check:
     if name == "similarity":
         threshold = _threshold(spec, parameter)
         return lambda answer, expected: _similarity(spec, threshold, answer, expected)
-    known = ", ".join(("exact", "contains", "regex:<pattern>", "json", "similarity[:<0..1>]"))
+    known = ", ".join(
+        ("exact", "contains", "regex:<pattern>", "json", "similarity[:<0..1>]", "judge[:<model>]")
+    )
     raise ValueError(f"unknown evaluator {spec!r}: one of {known}")
 
 
 def score(specs: Sequence[str], answer: str, expected: str | None) -> list[EvalVerdict]:
-    """Every evaluator's verdict on one answer, in the order of ``specs``."""
-    return [check_of(spec)(answer, expected) for spec in specs]
+    """Every evaluator's verdict on one answer, in the order of ``specs`` (the judge aside)."""
+    return [check_of(spec)(answer, expected) for spec in specs if not is_judge(spec)]
 
 
 def failed_call(specs: Sequence[str], error_code: str) -> list[EvalVerdict]:
