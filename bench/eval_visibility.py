@@ -12,19 +12,25 @@ import argparse
 import asyncio
 import statistics
 import time
+from collections import Counter
 
 import httpx
 
 from streams.projections_client import sql_literal
 
 
-async def _ask(client: httpx.AsyncClient, api: str, index: int, answered: dict[str, float]) -> None:
+async def _ask(
+    client: httpx.AsyncClient, api: str, index: int, answered: dict[str, float], refused: list[int]
+) -> None:
+    """One request; a refusal (the platform shedding load) is counted, not measured."""
     response = await client.post(
         f"{api}/v1/chat/completions",
         headers={"Authorization": "Bearer local-dev"},
         json={"messages": [{"role": "user", "content": f"visibility probe {index} {time.time()}"}]},
     )
-    response.raise_for_status()
+    if response.status_code != 200:
+        refused.append(response.status_code)
+        return
     answered[response.json()["correlation_id"]] = time.monotonic()
 
 
@@ -49,13 +55,14 @@ async def _watch(
 async def _main(args: argparse.Namespace) -> None:
     answered: dict[str, float] = {}
     seen: dict[str, float] = {}
+    refused: list[int] = []
     async with httpx.AsyncClient(timeout=30) as client:
         watcher = asyncio.create_task(_watch(client, args.sql, answered, seen))
         requests = []
         started = time.monotonic()
         for index in range(int(args.rps * args.seconds)):
             await asyncio.sleep(max(0.0, started + index / args.rps - time.monotonic()))
-            requests.append(asyncio.create_task(_ask(client, args.api, index, answered)))
+            requests.append(asyncio.create_task(_ask(client, args.api, index, answered, refused)))
         await asyncio.gather(*requests)
         deadline = time.monotonic() + 60
         while len(seen) < len(answered) and time.monotonic() < deadline:
@@ -63,7 +70,9 @@ async def _main(args: argparse.Namespace) -> None:
         watcher.cancel()
     delays = sorted(seen[run] - answered[run] for run in seen)
     quantiles = statistics.quantiles(delays, n=100) if len(delays) > 1 else delays * 99
-    print(f"runs: {len(answered)}, verdicts queryable: {len(seen)}")
+    print(
+        f"runs: {len(answered)}, refused: {dict(Counter(refused))}, verdicts queryable: {len(seen)}"
+    )
     print(
         f"answer -> verdict queryable (s): p50 {quantiles[49]:.2f}  p95 {quantiles[94]:.2f}  "
         f"max {delays[-1]:.2f}"
