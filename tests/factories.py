@@ -83,3 +83,27 @@ def chat_command(
         writer=WriterIdentity("tests", 5, "dev"),
     )
     return replace(command, trace_id=secrets.token_hex(16), span_id=secrets.token_hex(8))
+
+
+def completed_payload(**changes: Any) -> dict[str, Any]:
+    """A valid ``llm.request.completed`` payload (a short answer from ``p``/``m``); ``changes``
+    override fields."""
+    return {
+        "provider": "p",
+        "model": "m",
+        "output_text": "Paris.",
+        "tool_calls_json": None,
+        "finish_reason": "stop",
+        "prompt_tokens": 3,
+        "completion_tokens": 5,
+        "total_tokens": 8,
+        "cost_usd": 0.0,
+        "latency_ms": 10,
+        "cache_hit": False,
+        "saved_cost_usd": 0.0,
+        "fallback_used": False,
+        "attempts": 1,
+        "status": "ok",
+        "safety_flags": [],
+        **changes,
+    }

@@ -22,6 +22,7 @@ from streams.envelope import Envelope, WriterIdentity
 from streams.producer import EnvelopeProducer
 from streams.projections_client import ProjectionsClient
 from streams.topics import TopicCatalog
+from tests.factories import completed_payload
 from tests.integration.test_projections_support import (
     ProjectionDb,
     projection_db,
@@ -46,32 +47,18 @@ CONFIG = Alerting.model_validate(
 
 
 def _run_end(minute: int, index: int, failed: bool) -> Envelope:
-    common = {"provider": "p", "model": "m", "latency_ms": 120}
     payload: dict[str, Any] = (
         {
-            **common,
+            "provider": "p",
+            "model": "m",
+            "latency_ms": 120,
             "error_code": "PROVIDER_ERROR",
             "message": "upstream 500",
             "retryable": True,
             "attempts": 1,
         }
         if failed
-        else {
-            **common,
-            "output_text": "ok",
-            "tool_calls_json": None,
-            "finish_reason": "stop",
-            "prompt_tokens": 3,
-            "completion_tokens": 5,
-            "total_tokens": 8,
-            "cost_usd": 0.0,
-            "cache_hit": False,
-            "saved_cost_usd": 0.0,
-            "fallback_used": False,
-            "attempts": 1,
-            "status": "ok",
-            "safety_flags": [],
-        }
+        else completed_payload(latency_ms=120)
     )
     return Envelope(
         message_type="llm.request.failed" if failed else "llm.request.completed",

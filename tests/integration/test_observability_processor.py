@@ -17,6 +17,7 @@ from streams.local_jvm import free_ports
 from streams.producer import EnvelopeProducer
 from streams.serde import AvroSerde, SingleObjectFraming
 from streams.topics import TopicCatalog
+from tests.factories import completed_payload
 from tests.integration.kafka_reading import TopicReader, committed_offsets, end_offsets
 from tests.integration.processes import start_processor
 from tests.integration.test_projections_support import projection_db, wait_until, write
@@ -28,24 +29,7 @@ REFUSAL = "I'm sorry, but I can't help with that."
 
 
 def completed(text: str) -> dict[str, object]:
-    return {
-        "provider": "p",
-        "model": "m",
-        "output_text": text,
-        "tool_calls_json": None,
-        "finish_reason": "stop",
-        "prompt_tokens": 3,
-        "completion_tokens": 5,
-        "total_tokens": 8,
-        "cost_usd": 0.0,
-        "latency_ms": 10,
-        "cache_hit": False,
-        "saved_cost_usd": 0.0,
-        "fallback_used": False,
-        "attempts": 1,
-        "status": "ok",
-        "safety_flags": [],
-    }
+    return completed_payload(output_text=text)
 
 
 def test_every_finished_run_is_judged_once_and_projected(

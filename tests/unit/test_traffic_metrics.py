@@ -14,7 +14,7 @@ from processors.observability.processor import PROCESSOR
 from processors.observability.traffic_metrics import COUNTED, TrafficMetrics
 from schemas import default_catalog
 from streams.envelope import Envelope, WriterIdentity, new_message
-from tests.factories import sample_envelope
+from tests.factories import completed_payload, sample_envelope
 
 WRITER = WriterIdentity("foundation", 1, "dev")
 GEN_AI = {"tenant": "acme", "gen_ai_operation_name": "chat"}
@@ -27,25 +27,9 @@ def event(message_type: str, payload: dict[str, Any], tenant: str = "acme") -> E
 
 
 def completed(**changes: Any) -> Envelope:
-    payload = {
-        "provider": "openai",
-        "model": "gpt-4o-mini",
-        "output_text": "Paris.",
-        "tool_calls_json": None,
-        "finish_reason": "stop",
-        "prompt_tokens": 12,
-        "completion_tokens": 30,
-        "total_tokens": 42,
-        "cost_usd": 0.25,
-        "latency_ms": 800,
-        "cache_hit": False,
-        "saved_cost_usd": 0.0,
-        "fallback_used": False,
-        "attempts": 1,
-        "status": "ok",
-        "safety_flags": [],
-        **changes,
-    }
+    usage = {"prompt_tokens": 12, "completion_tokens": 30, "total_tokens": 42}
+    target = {"provider": "openai", "model": "gpt-4o-mini", "cost_usd": 0.25, "latency_ms": 800}
+    payload = completed_payload(**{**usage, **target, **changes})
     return event("llm.request.completed", payload)
 
 
