@@ -8,7 +8,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import admin, analytics, chat, datasets, eval_runs, health, live, runs, workflows
+from api import (
+    admin,
+    analytics,
+    chat,
+    collections,
+    datasets,
+    eval_runs,
+    health,
+    live,
+    runs,
+    workflows,
+)
 from api.config import ApiConfig, load_api_config
 from api.errors import install_error_handlers
 from api.middleware import EdgeMiddleware
@@ -40,7 +51,8 @@ def create_app(settings: ApiSettings | None = None, config: ApiConfig | None = N
         description=_DESCRIPTION,
         lifespan=lifespan,
     )
-    for module in (chat, workflows, runs, datasets, eval_runs, analytics, live, admin, health):
+    routers = (chat, workflows, collections, runs, datasets, eval_runs, analytics, live, admin)
+    for module in (*routers, health):
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(

@@ -31,7 +31,7 @@ from api.rate_limits import estimate_tokens
 from api.replies import known_terminal, run_events, terminal_event
 from api.services import Services, authenticated, services_of
 from api.sse import sse_chunks
-from schemas.chat_run import DELTA, FAILED, RESUMED, TERMINAL
+from schemas.chat_run import DELTA, FAILED, RAG_FAILED, RAG_TERMINAL, RESUMED, TERMINAL
 
 __all__ = ["router"]
 
@@ -97,12 +97,13 @@ async def chat_completions(
         idempotency_key=idempotency_key,
         bypass_cache="no-cache" in (cache_control or "") or "no-store" in (cache_control or ""),
     )
-    command = command_for(services, principal, claim, "llm.chat.requested", payload, traceparent)
+    message_type, payload, ends = _routed(body, payload)
+    command = command_for(services, principal, claim, message_type, payload, traceparent)
     watch = hub.watch(
         claim.correlation_id,
         principal.tenant,
         deadline + _WATCH_GRACE_S,
-        wants=_STREAMED if body.stream else TERMINAL,
+        wants=_STREAMED if body.stream else ends,
         on_end=slot.release,
         on_first_event=slot.started,
     )
@@ -110,7 +111,7 @@ async def chat_completions(
     try:
         claim = await publish(services, principal, claim, command)
         settle = _Settlement(services, principal, claim, tokens)
-        earlier = await _already_known(services, principal, claim)
+        earlier = await _already_known(services, principal, claim, ends)
         if body.stream:
             streaming = True  # the stream owns the watch now
             return StreamingResponse(
@@ -118,9 +119,9 @@ async def chat_completions(
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        terminal = await terminal_event(watch, deadline, earlier)
+        terminal = await terminal_event(watch, deadline, earlier, ends)
         await settle(terminal)
-        if terminal["event_type"] == FAILED:
+        if terminal["event_type"] in (FAILED, RAG_FAILED):
             raise failure_of(terminal)
         return JSONResponse(completion_of(terminal).model_dump(mode="json"))
     finally:
@@ -128,11 +129,30 @@ async def chat_completions(
             watch.close()
 
 
-async def _already_known(services: Services, principal: Principal, claim: Claim) -> list[Event]:
+def _routed(
+    body: ChatCompletionRequest, chat: dict[str, Any]
+) -> tuple[str, dict[str, Any], frozenset[str]]:
+    """Which command asks for this run, and which events end it: a mode rag request goes to
+    layer 3, which retrieves, asks layer 1, and ends the run once citations are checked."""
+    if body.rag is None:
+        return "llm.chat.requested", chat, TERMINAL
+    request = {
+        "collection": body.rag.collection,
+        "top_k": body.rag.top_k,
+        "filters": body.rag.filters,
+        "retrieval_mode": body.rag.retrieval_mode,
+        "chat": chat,
+    }
+    return "rag.answer.requested", request, RAG_TERMINAL
+
+
+async def _already_known(
+    services: Services, principal: Principal, claim: Claim, ends: frozenset[str]
+) -> list[Event]:
     """A retry's run may have ended before this request started watching."""
     if not claim.retried or claim.record is None:
         return []
-    terminal = await known_terminal(services, principal.tenant, claim.record)
+    terminal = await known_terminal(services, principal.tenant, claim.record, ends)
     return [terminal] if terminal is not None else []
 
 

@@ -15,6 +15,7 @@ from api.chat_schema import (
     ChatCompletionRequest,
     ChatMessage,
     Choice,
+    Grounding,
     ToolCall,
     ToolMessage,
     Usage,
@@ -100,7 +101,8 @@ def finish_reason_of(payload: Mapping[str, Any]) -> str:
 
 
 def completion_of(terminal: Mapping[str, Any]) -> ChatCompletion:
-    """The response for an ``llm.request.completed`` event (as JSON)."""
+    """The response for an ``llm.request.completed`` or ``rag.answer.completed`` event (as
+    JSON): the second has the first's fields and its citations."""
     payload = cast(LlmRequestCompletedPayload, terminal["payload"])
     text = payload.get("output_text")
     return ChatCompletion(
@@ -120,9 +122,22 @@ def completion_of(terminal: Mapping[str, Any]) -> ChatCompletion:
             total_tokens=payload["total_tokens"],
         ),
         output_text=text,
-        citations=[],
+        citations=list(terminal["payload"].get("citations") or []),
+        grounding=_grounding(terminal["payload"]),
         trace_id=terminal["trace_id"],
         correlation_id=terminal["correlation_id"],
+    )
+
+
+def _grounding(payload: Mapping[str, Any]) -> Grounding | None:
+    """A mode rag answer's check (``rag.answer.completed``); None for other runs."""
+    if "grounding_score" not in payload:
+        return None
+    return Grounding(
+        score=payload["grounding_score"],
+        unsupported_sentences=payload["unsupported_sentences"],
+        degraded=payload["degraded"],
+        retrieval_mode=payload["retrieval_mode"],
     )
 
 

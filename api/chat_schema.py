@@ -6,7 +6,7 @@ Extensions from the docs pack: ``mode`` and ``budget`` in; ``output_text``, ``ci
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -173,6 +173,17 @@ class RequestBudget(_Strict):
     max_cost_usd: float | None = Field(None, gt=0, allow_inf_nan=False)
 
 
+class RagOptions(_Strict):
+    """Where ``mode: rag`` looks (an extension of OpenAI's request)."""
+
+    collection: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
+    top_k: int = Field(5, ge=1, le=50)  # sources offered to the model
+    retrieval_mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
+    filters: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] = (
+        Field(default_factory=dict, max_length=16)
+    )
+
+
 class ChatCompletionRequest(_Strict):
     """``model`` is a hint: the platform's router picks the model that answers."""
 
@@ -195,6 +206,15 @@ class ChatCompletionRequest(_Strict):
     ) = Field(None, max_length=16)
     mode: Literal["direct", "workflow", "rag"] = "direct"
     budget: RequestBudget | None = None
+    rag: RagOptions | None = None
+
+    @model_validator(mode="after")
+    def _rag_options_with_rag_mode(self) -> Self:
+        if (self.mode == "rag") != (self.rag is not None):
+            raise ValueError("mode rag needs rag.collection, and rag options need mode rag")
+        if self.rag is not None and self.stream:
+            raise ValueError("mode rag answers once its citations are checked: stream is false")
+        return self
 
     def completion_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -225,6 +245,15 @@ class Usage(BaseModel):
     total_tokens: int
 
 
+class Grounding(BaseModel):
+    """How well a mode rag answer is supported by the sources it cites."""
+
+    score: float
+    unsupported_sentences: int
+    degraded: bool  # retrieval fell back to keywords
+    retrieval_mode: str
+
+
 class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -234,5 +263,6 @@ class ChatCompletion(BaseModel):
     usage: Usage
     output_text: str | None
     citations: list[dict[str, Any]]
+    grounding: Grounding | None = None
     trace_id: str | None
     correlation_id: str

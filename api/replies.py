@@ -23,7 +23,10 @@ log = logging.getLogger("api")
 
 
 async def run_events(
-    watch: RunWatch, deadline: float, earlier: list[Event] | None = None
+    watch: RunWatch,
+    deadline: float,
+    earlier: list[Event] | None = None,
+    ends: frozenset[str] = TERMINAL,
 ) -> AsyncIterator[Event]:
     """``earlier`` then the live events, each once (redeliveries carry the same id), ending
     with the terminal event; past ``deadline`` (loop time) ``DEADLINE_EXCEEDED`` (504): the
@@ -47,28 +50,32 @@ async def run_events(
             continue
         seen.add(event["event_id"])
         yield event
-        if event["event_type"] in TERMINAL:
+        if event["event_type"] in ends:
             return
 
 
 async def terminal_event(
-    watch: RunWatch, deadline: float, earlier: list[Event] | None = None
+    watch: RunWatch,
+    deadline: float,
+    earlier: list[Event] | None = None,
+    ends: frozenset[str] = TERMINAL,
 ) -> Event:
-    async for event in run_events(watch, deadline, earlier):
-        if event["event_type"] in TERMINAL:
+    """The run's last event: one of ``ends`` (a mode rag run ends after layer 1's answer)."""
+    async for event in run_events(watch, deadline, earlier, ends):
+        if event["event_type"] in ends:
             return event
     raise AssertionError("run_events ends with a terminal event or raises")
 
 
 async def known_terminal(
-    services: Services, tenant: str, record: IdempotencyRecord
+    services: Services, tenant: str, record: IdempotencyRecord, ends: frozenset[str] = TERMINAL
 ) -> Event | None:
     """The run's terminal event if it already happened somewhere we can see."""
     if record.result is not None:
         return record.result
     correlation_id = record.correlation_id
     for item in reversed(services.recent.of_run(tenant, correlation_id)):
-        if item.event["event_type"] in TERMINAL:
+        if item.event["event_type"] in ends:
             return dict(item.event)
     try:
         events = await services.history.run_events(
@@ -77,4 +84,4 @@ async def known_terminal(
     except ProjectionsUnavailable as error:
         log.warning("projections unavailable for %s: %s", correlation_id, error)
         return None
-    return next((e for e in reversed(events) if e["event_type"] in TERMINAL), None)
+    return next((e for e in reversed(events) if e["event_type"] in ends), None)

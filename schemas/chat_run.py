@@ -5,7 +5,17 @@ One definition for the layer that writes them and the readers that wait for them
 
 from __future__ import annotations
 
-__all__ = ["COMPLETED", "DELTA", "FAILED", "RESUMED", "STARTED", "TERMINAL"]
+__all__ = [
+    "COMPLETED",
+    "DELTA",
+    "FAILED",
+    "RAG_COMPLETED",
+    "RAG_FAILED",
+    "RAG_TERMINAL",
+    "RESUMED",
+    "STARTED",
+    "TERMINAL",
+]
 
 STARTED = "llm.request.started"
 DELTA = "llm.delta.generated"
@@ -13,3 +23,7 @@ RESUMED = "llm.stream.resumed"
 COMPLETED = "llm.request.completed"
 FAILED = "llm.request.failed"
 TERMINAL = frozenset({COMPLETED, FAILED})
+# A mode rag run: layer 1's answer is not the end; layer 3's check of its citations is.
+RAG_COMPLETED = "rag.answer.completed"
+RAG_FAILED = "rag.answer.failed"
+RAG_TERMINAL = frozenset({RAG_COMPLETED, RAG_FAILED, FAILED})

@@ -232,6 +232,24 @@ class GuardrailViolationDetectedPayload(TypedDict):
     score: NotRequired[float | None]
 
 
+class UnsupportedSentence(TypedDict):
+    sentence_index: int
+    start: int
+    end: int
+    score: float
+    reasons: list[str]
+    cited: list[int]
+
+
+class HallucinationCheckCompletedPayload(TypedDict):
+    """The verdict."""
+
+    detector: str
+    grounding_score: float
+    sentence_count: int
+    unsupported: list[UnsupportedSentence]
+
+
 class LlmAttemptFailedPayload(TypedDict):
     """The failed attempt."""
 
@@ -315,6 +333,7 @@ class LlmRequestCompletedPayload(TypedDict):
     tool_calls_json: NotRequired[str | None]
     finish_reason: NotRequired[str | None]
     safety_flags: list[str]
+    metadata: NotRequired[dict[str, str]]
 
 
 class LlmRequestFailedPayload(TypedDict):
@@ -347,6 +366,154 @@ class LlmStreamResumedPayload(TypedDict):
     continues_attempt: int
     after_chars: int
     sent_chars: int
+
+
+class Citation(TypedDict):
+    number: int
+    document_id: str
+    chunk_index: int
+    start: int
+    end: int
+    score: float
+    valid: bool
+
+
+class RagAnswerCompletedPayload(TypedDict):
+    """The answer."""
+
+    provider: str
+    model: str
+    output_text: NotRequired[str | None]
+    finish_reason: NotRequired[str | None]
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float
+    citations: list[Citation]
+    grounding_score: float
+    unsupported_sentences: int
+    degraded: bool
+    retrieval_mode: str
+
+
+class RagAnswerFailedPayload(TypedDict):
+    """Why."""
+
+    error_code: str
+    message: str
+    retryable: bool
+
+
+RetrievalMode = Literal["hybrid", "vector", "keyword"]
+
+
+class RagAnswerRequestedPayload(TypedDict):
+    """The chat request and where to look."""
+
+    collection: str
+    top_k: int
+    filters: dict[str, str]
+    retrieval_mode: NotRequired[RetrievalMode]
+    chat: LlmChatRequestedPayload
+
+
+class RagCitationMissingPayload(TypedDict):
+    """Where."""
+
+    sentence_index: int
+    start: int
+    end: int
+
+
+class RetrievalDeleteRequestedPayload(TypedDict):
+    """The document."""
+
+    collection: str
+    document_id: str
+
+
+class RetrievalDocumentDeletedPayload(TypedDict):
+    """The document."""
+
+    collection: str
+    document_id: str
+
+
+class RetrievalDocumentFailedPayload(TypedDict):
+    """Why."""
+
+    collection: str
+    document_id: str
+    error_code: str
+    message: str
+
+
+class IndexedChunk(TypedDict):
+    chunk_index: int
+    text: str
+    start: int
+    end: int
+    heading: NotRequired[str | None]
+    token_count: int
+    terms: list[str]
+    embedding: list[float]
+
+
+class RetrievalDocumentIndexedPayload(TypedDict):
+    """The document's chunks."""
+
+    collection: str
+    document_id: str
+    content_hash: str
+    title: NotRequired[str | None]
+    metadata: dict[str, str]
+    embedding_model: str
+    unchanged: bool
+    chunks: list[IndexedChunk]
+
+
+class RetrievedChunk(TypedDict):
+    rank: int
+    document_id: str
+    chunk_index: int
+    content_hash: str
+    score: float
+    vector_score: NotRequired[float | None]
+    keyword_score: NotRequired[float | None]
+
+
+class RetrievalQueryCompletedPayload(TypedDict):
+    """What was found."""
+
+    collection: str
+    mode: RetrievalMode
+    degraded: bool
+    degraded_reason: NotRequired[str | None]
+    vector_index: str
+    results: list[RetrievedChunk]
+    latency_ms: int
+
+
+class RetrievalQueryFailedPayload(TypedDict):
+    """Why."""
+
+    collection: str
+    error_code: str
+    message: str
+
+
+DocumentFormat = Literal["text", "markdown", "html"]
+
+
+class RetrievalUpsertRequestedPayload(TypedDict):
+    """The document."""
+
+    collection: str
+    document_id: str
+    text: str
+    title: NotRequired[str | None]
+    format: NotRequired[DocumentFormat]
+    metadata: dict[str, str]
 
 
 class RouteCandidate(TypedDict):
@@ -405,6 +572,7 @@ PAYLOAD_TYPES: dict[str, type] = {
     "eval.run.started": EvalRunStartedPayload,
     "eval.score.recorded": EvalScoreRecordedPayload,
     "guardrail.violation.detected": GuardrailViolationDetectedPayload,
+    "hallucination.check.completed": HallucinationCheckCompletedPayload,
     "llm.attempt.failed": LlmAttemptFailedPayload,
     "llm.chat.requested": LlmChatRequestedPayload,
     "llm.delta.generated": LlmDeltaGeneratedPayload,
@@ -412,6 +580,17 @@ PAYLOAD_TYPES: dict[str, type] = {
     "llm.request.failed": LlmRequestFailedPayload,
     "llm.request.started": LlmRequestStartedPayload,
     "llm.stream.resumed": LlmStreamResumedPayload,
+    "rag.answer.completed": RagAnswerCompletedPayload,
+    "rag.answer.failed": RagAnswerFailedPayload,
+    "rag.answer.requested": RagAnswerRequestedPayload,
+    "rag.citation.missing": RagCitationMissingPayload,
+    "retrieval.delete.requested": RetrievalDeleteRequestedPayload,
+    "retrieval.document.deleted": RetrievalDocumentDeletedPayload,
+    "retrieval.document.failed": RetrievalDocumentFailedPayload,
+    "retrieval.document.indexed": RetrievalDocumentIndexedPayload,
+    "retrieval.query.completed": RetrievalQueryCompletedPayload,
+    "retrieval.query.failed": RetrievalQueryFailedPayload,
+    "retrieval.upsert.requested": RetrievalUpsertRequestedPayload,
     "router.decision.made": RouterDecisionMadePayload,
     "router.fallback.triggered": RouterFallbackTriggeredPayload,
     "workflow.run.requested": WorkflowRunRequestedPayload,

@@ -108,7 +108,8 @@ def _short(name: str) -> str:
 
 
 def _without_docstring(block: str) -> str:
-    return "\n".join(line for line in block.splitlines() if not line.startswith('    """'))
+    """A block's fields: a record used as a field has its field's doc, or none, as docstring."""
+    return "\n".join(line for line in block.splitlines() if line and not line.startswith('    """'))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,12 +75,12 @@ class Ports:
     api: int
     kafka: int
     query: int
-    metrics_from: int  # the children's metrics ports: this and the next three
+    metrics_from: int  # the children's metrics ports: this and the next five
 
 
 def start_platform(data_dir: Path) -> tuple[subprocess.Popen[bytes], Ports]:
     """``python -m streams up`` as README's first command runs it, on free ports."""
-    ports = Ports(free_port(), free_port(), free_port(), free_port_block(4))
+    ports = Ports(free_port(), free_port(), free_port(), free_port_block(6))
     unset = ("KAFKA_BOOTSTRAP_SERVERS", "PROJECTIONS_DATA_DIR", "CLICKHOUSE_URL")
     env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
@@ -174,7 +174,7 @@ def test_a_launcher_killed_outright_leaves_no_broker_or_service_behind(tmp_path:
         process.wait(timeout=30)
     deadline = time.monotonic() + 60
     named = {"broker": ports.kafka, "api": ports.api, "projector": ports.query}
-    named |= {f"metrics {i}": ports.metrics_from + i for i in range(4)}
+    named |= {f"metrics {i}": ports.metrics_from + i for i in range(6)}
     while serving := [name for name, port in named.items() if listening(port)]:
         assert time.monotonic() < deadline, f"still serving after the launcher died: {serving}"
         time.sleep(0.1)  # poll interval of a bounded wait, not a synchronisation

@@ -596,6 +596,21 @@ def test_simulated_text_depends_on_the_request_only() -> None:
     assert using(simulated(seed=2, completion_tokens=12), texts)[0] == a
 
 
+def test_simulated_answers_from_numbered_sources_by_citing_the_first() -> None:
+    sources = (
+        "Answer from the sources.\n\nSources:\n\n[1] (Warranty) Kettles carry a two-year "
+        "warranty. It starts at purchase.\n\n[2] Returns take 30 days."
+    )
+    request = ChatRequest(
+        model="sim-large",
+        messages=[ChatMessage("system", sources), ChatMessage("user", "How long?")],
+    )
+    result = using(simulated(), lambda p: p.complete(request, 5.0))
+    assert result.text == "Kettles carry a two-year warranty [1]."
+    cut = using(simulated(), lambda p: p.complete(replace(request, max_tokens=2), 5.0))
+    assert cut.text == "Kettles carry" and cut.finish_reason == "length"
+
+
 def test_simulated_error_rate_is_honoured() -> None:
     requests = [request_number(n) for n in range(1_000)]
     seen = using(

@@ -83,8 +83,9 @@ def test_each_child_of_up_that_serves_metrics_gets_its_own_port() -> None:
         "processors.foundation.processor:PROCESSOR": 9101,
         "processors.observability.processor:PROCESSOR": 9102,
         "processors.observability.alerting.webhook_processor:PROCESSOR": 9103,
-        "projector": 9104,
-        "alerter": 9105,  # the API serves /metrics on its own port
+        "processors.intelligence.processor:PROCESSOR": 9104,
+        "projector": 9105,
+        "alerter": 9106,  # the API serves /metrics on its own port
     }
-    assert set(platform.metrics_ports(20000).values()) == set(range(20000, 20005))
+    assert set(platform.metrics_ports(20000).values()) == set(range(20000, 20006))
     assert set(platform.metrics_ports(0).values()) == {0}  # each an ephemeral port

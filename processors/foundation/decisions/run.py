@@ -124,7 +124,7 @@ def _serve(run: _Run) -> Decisions[None]:
     cached = yield from find_answer(route, request, keys, now)
     if cached is not None:
         now = yield from ask(Now())
-        yield Emit("llm.request.completed", _from_cache(run, cached, flags, now))
+        yield Emit("llm.request.completed", _echoing(command, _from_cache(run, cached, flags, now)))
         return
     admission = yield from _admit(run, route, budget, request, messages)
     spec = CallSpec(
@@ -165,7 +165,14 @@ def _serve(run: _Run) -> Decisions[None]:
         degraded=admission.degraded,
     )
     yield from keep_answer(route, request, keys, done, now)
-    yield Emit("llm.request.completed", done)
+    yield Emit("llm.request.completed", _echoing(command, done))
+
+
+def _echoing(command: Envelope, completed: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer with the request's metadata, by which whoever asked (layer 3, a client)
+    finds it; left out when there is none, as most runs have."""
+    metadata = command.payload.get("metadata")
+    return {**completed, "metadata": dict(metadata)} if metadata else dict(completed)
 
 
 def _admit(

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -37,6 +38,8 @@ __all__ = ["SimulatedProvider"]
 _Z_99 = 2.3263478740408408  # the standard normal's 99th percentile
 _REMEMBERED_REQUESTS = 65_536  # attempt counters kept, oldest forgotten first
 _RETRY_AFTER_S = 1.0
+# Source 1 of a numbered-sources prompt (an optional "(title)" label, then its first sentence).
+_FIRST_SOURCE = re.compile(r"^\[1\] (?:\([^)\n]*\) )?(.+?[.!?])(?=\s|$)", re.MULTILINE)
 _STATUS = {FailureKind.SERVER_ERROR: 500, FailureKind.RATE_LIMITED: 429}
 _WORDS = (
     "the stream carries every event once and in order while replicas share the work "
@@ -120,8 +123,10 @@ class SimulatedProvider:
         self, request: ChatRequest, digest: str
     ) -> tuple[list[str], list[dict[str, Any]] | None, str]:
         """A call to the first tool when tools are offered and no result came back yet (so
-        agent loops can be demonstrated); otherwise pseudo-text, cut at ``max_tokens``. A
-        continuation says the words of the whole answer that come after the ones it was given."""
+        agent loops can be demonstrated); when the system prompt numbers sources (``[1] ...``,
+        as ``mode: rag`` does), the first sentence of source 1, cited (so grounded answers can
+        be demonstrated); otherwise pseudo-text. Cut at ``max_tokens``. A continuation says
+        the words of the whole answer that come after the ones it was given."""
         if request.continue_from is not None:
             whole = replace(request, continue_from=None)
             words, calls, finish_reason = self._answer(whole, _digest(whole))
@@ -130,11 +135,16 @@ class SimulatedProvider:
         if request.tools and request.tool_choice != "none" and last_role != "tool":
             function = request.tools[0].get("function", request.tools[0])
             return [], [tool_call(f"call_{digest[:24]}", function["name"], "{}")], "tool_calls"
-        wanted = self._settings.completion_tokens
+        quoted = _first_source_sentence(request)
+        if quoted is not None:
+            words = f"{quoted[:-1]} [1]{quoted[-1]}".split()  # cited before its full stop
+            wanted = len(words)
+        else:
+            wanted = self._settings.completion_tokens
+            text = random.Random(digest)  # noqa: S311 - reproducible filler, not a secret
+            words = [text.choice(_WORDS) for _ in range(wanted)]
         count = min(wanted, request.max_tokens) if request.max_tokens else wanted
-        text = random.Random(digest)  # noqa: S311 - reproducible filler, not a secret
-        words = [text.choice(_WORDS) for _ in range(count)]
-        return words, None, "length" if count < wanted else "stop"
+        return words[:count], None, "length" if count < wanted else "stop"
 
     async def _wait(self, attempt: _Attempt, timeout_s: float) -> None:
         """Sleep as the provider would make the caller wait, then fail if this attempt does."""
@@ -151,6 +161,15 @@ class SimulatedProvider:
                 if attempt.failure is FailureKind.RATE_LIMITED
                 else None,
             )
+
+
+def _first_source_sentence(request: ChatRequest) -> str | None:
+    for message in request.messages:
+        if message.role == "system" and isinstance(message.content, str):
+            found = _FIRST_SOURCE.search(message.content)
+            if found:
+                return found.group(1)
+    return None
 
 
 def _latency_ms(model: LatencyModel, chance: random.Random) -> float:

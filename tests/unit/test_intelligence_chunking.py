@@ -1,0 +1,59 @@
+"""Chunking by structure, then tokens, with overlap; offsets point into the plain text."""
+
+from __future__ import annotations
+
+from processors.intelligence.chunking import ChunkingPolicy, chunk_document, plain_text
+from processors.intelligence.embeddings import local_embedder
+
+count = local_embedder().token_count
+
+
+def test_markdown_chunks_keep_their_heading_and_offsets() -> None:
+    text = "# Guide\n\nIntro text.\n\n## Install\n\nRun the installer.\n\nThen restart."
+    chunks = chunk_document(text, "markdown", count, ChunkingPolicy())
+    assert [(c.heading, c.text) for c in chunks] == [
+        ("Guide", "Intro text."),
+        ("Install", "Run the installer.\n\nThen restart."),
+    ]
+    for chunk in chunks:
+        assert text[chunk.start : chunk.end] == chunk.text
+
+
+def test_long_sections_split_within_the_limit_with_overlap() -> None:
+    sentences = [f"Fact number {i} is stated here." for i in range(60)]
+    text = " ".join(sentences)
+    policy = ChunkingPolicy(max_tokens=50, overlap_tokens=12)
+    chunks = chunk_document(text, "text", count, policy)
+    assert len(chunks) > 3
+    assert all(count(c.text) <= 50 for c in chunks)
+    for earlier, later in zip(chunks, chunks[1:], strict=False):
+        assert later.start < earlier.end  # the overlap repeats the end of the previous chunk
+    covered = "".join(text[c.start : c.end] for c in chunks)
+    assert all(sentence in covered for sentence in sentences)
+
+
+def test_a_word_run_longer_than_the_limit_is_cut_at_words() -> None:
+    text = " ".join(["supercalifragilistic"] * 200)
+    chunks = chunk_document(text, "text", count, ChunkingPolicy(max_tokens=40, overlap_tokens=0))
+    assert all(count(c.text) <= 40 for c in chunks)
+    assert chunks[-1].end == len(text)
+
+
+def test_html_becomes_text_under_its_headings() -> None:
+    html = (
+        "<html><head><title>t</title><style>p{}</style></head><body><h1>Guide</h1>"
+        "<p>First &amp; foremost.</p><h2>Install</h2><p>Run it.</p><ul><li>one</li></ul></body>"
+    )
+    plain = plain_text(html, "html")
+    chunks = chunk_document(html, "html", count, ChunkingPolicy())
+    assert [(c.heading, c.text) for c in chunks] == [
+        ("Guide", "First & foremost."),
+        ("Install", "Run it.\n\none"),
+    ]
+    assert "p{}" not in plain
+    for chunk in chunks:
+        assert plain[chunk.start : chunk.end] == chunk.text
+
+
+def test_blank_documents_make_no_chunks() -> None:
+    assert chunk_document("  \n\n ", "text", count, ChunkingPolicy()) == []
