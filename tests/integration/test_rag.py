@@ -24,9 +24,10 @@ from tests.integration import test_api_support as support
 from tests.integration.foundation_setup import ENV, PRIMARY_KEY, write_config
 from tests.integration.processes import REPO, start_processor
 from tests.integration.test_api_support import Stack
-from tests.integration.test_projections_support import wait_until
+from tests.integration.test_projections_support import run_cli, wait_until
 
 INTELLIGENCE = "processors.intelligence.processor:PROCESSOR"
+ANSWERED: list[str] = []  # every mode rag run this module's tests were answered
 WARRANTY = (
     "# Warranty\n\nEvery Acme kettle carries a two-year warranty covering parts and labour. "
     "The warranty starts on the day of purchase.\n\n# Returns\n\n"
@@ -114,6 +115,7 @@ def _ask(
     )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
+    ANSWERED.append(body["correlation_id"])
     return body
 
 
@@ -200,6 +202,50 @@ def test_another_tenant_never_retrieves_these_documents(stack: Stack, upstream: 
     answer = _ask(stack, collection, tenant="b")
     assert answer["citations"] == [] or all(not c["valid"] for c in answer["citations"])
     assert "(none found)" in upstream.received[-1].body["messages"][0]["content"]
+
+
+RAG_TABLES = ("rag_documents", "rag_chunks", "rag_postings", "groundings")
+
+
+def _one_row(stack: Stack, sql: str) -> dict[str, Any]:
+    response = httpx.get(
+        f"http://127.0.0.1:{stack.query_port}/",
+        params={"query": f"{sql} FORMAT JSONEachRow"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    row: dict[str, Any] = json.loads(response.text)
+    return row
+
+
+def _digests(stack: Stack) -> dict[str, tuple[int, int]]:
+    """Rows and an order-free hash of each retrieval table as readers see it (FINAL)."""
+    found = {}
+    for table in RAG_TABLES:
+        sql = f"SELECT count() AS n, sum(cityHash64(*)) AS h FROM {table} FINAL"  # noqa: S608
+        row = _one_row(stack, sql)
+        found[table] = (int(row["n"]), int(row["h"]))
+    return found
+
+
+def test_a_replay_rebuilds_the_retrieval_tables_identically(stack: Stack) -> None:
+    # A run's check precedes its answer on its partition: once every answer is projected,
+    # every check is.
+    answers = "SELECT count() AS n FROM events WHERE event_type = 'rag.answer.completed'"
+    wait_until(lambda: int(_one_row(stack, answers)["n"]) == len(ANSWERED), 60, "projection")
+    before = _digests(stack)
+    assert all(rows > 0 for rows, _ in before.values()), before
+    replayed = run_cli(
+        "replay",
+        "--tables",
+        *RAG_TABLES,
+        port=stack.query_port,
+        bootstrap=stack.bootstrap,
+        topics=stack.topics,
+        data_dir=stack.workdir / "chdb",
+    )
+    assert '"status": "done"' in replayed.stdout, replayed.stdout + replayed.stderr
+    assert _digests(stack) == before
 
 
 def test_a_failing_vector_path_falls_back_to_keywords_and_says_so(
