@@ -193,6 +193,25 @@ def test_updates_and_deletes_take_effect_and_the_same_text_changes_nothing(
     assert "(none found)" in upstream.received[-1].body["messages"][0]["content"]
 
 
+def test_metadata_filters_choose_which_documents_may_answer(
+    stack: Stack, upstream: OpenAIFake
+) -> None:
+    collection = f"kb-{uuid.uuid4().hex[:8]}"
+    _ingest(
+        stack,
+        collection,
+        {"id": "warranty", "text": WARRANTY, "metadata": {"lang": "en", "topic": "legal"}},
+        {"id": "descaling", "text": DESCALING, "metadata": {"lang": "en", "topic": "care"}},
+    )
+    _indexed(stack, collection, {"warranty": "", "descaling": ""})
+    upstream.voice = FAITHFUL
+    _ask(stack, collection, question="What does the kettle need?", filters={"topic": "care"})
+    prompt = upstream.received[-1].body["messages"][0]["content"]
+    assert "Descale the kettle" in prompt and "warranty" not in prompt
+    _ask(stack, collection, question="What does the kettle need?", filters={"lang": "fr"})
+    assert "(none found)" in upstream.received[-1].body["messages"][0]["content"]
+
+
 def test_another_tenant_never_retrieves_these_documents(stack: Stack, upstream: OpenAIFake) -> None:
     collection = f"kb-{uuid.uuid4().hex[:8]}"
     _ingest(stack, collection, {"id": "warranty", "text": WARRANTY})
