@@ -3,13 +3,17 @@ sources it records for the answer's check."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from processors.intelligence.answering import (
     chat_command_payload,
     offered_sources,
     question_of,
 )
-from processors.intelligence.config import Answering
-from processors.intelligence.retrieval import Hit, Search, fused
+from processors.intelligence.config import Answering, Retrieval
+from processors.intelligence.embeddings import local_embedder
+from processors.intelligence.retrieval import Hit, Search, fused, search
 from processors.intelligence.terms import terms
 from schemas.payloads import RagAnswerRequestedPayload
 
@@ -89,3 +93,54 @@ def test_the_prompt_numbers_the_sources_and_records_them_for_the_check() -> None
 
 def test_runs_that_are_not_rag_have_no_recorded_sources() -> None:
     assert offered_sources({"team": "support"}) is None
+
+
+class _FailingVectors:
+    """Rows for the keyword SQL; the vector SQL fails, as a broken HNSW index would."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def __call__(self, sql: str) -> list[dict[str, Any]]:
+        self.asked.append(sql)
+        if "cosineDistance" in sql:
+            raise RuntimeError("index unavailable")
+        if "sum(weight)" in sql:
+            return [{"document_id": "d", "chunk_index": 0, "content_hash": "h", "score": 3.5}]
+        return [
+            {
+                "document_id": "d",
+                "chunk_index": 0,
+                "content_hash": "h",
+                "text": "found by keywords",
+                "start": 0,
+                "end": 17,
+                "title": "",
+                "heading": "",
+            }
+        ]
+
+
+def test_a_failing_vector_search_leaves_keywords_to_answer_and_says_why() -> None:
+    rows = _FailingVectors()
+    found = asyncio.run(
+        search(
+            rows,
+            local_embedder(),
+            database="db",
+            tenant="t",
+            collection="c",
+            query="kettle warranty",
+            mode="hybrid",
+            top_k=3,
+            filters={"lang": "en"},
+            settings=Retrieval(),
+        )
+    )
+    assert found.mode == "keyword"
+    assert found.degraded_reason == "vector search failed: RuntimeError: index unavailable"
+    assert [(h.document_id, h.text, h.keyword_score) for h in found.hits] == [
+        ("d", "found by keywords", 3.5)
+    ]
+    assert all("tenant_id = 't'" in sql for sql in rows.asked)  # the text fetch too
+    assert all("['lang'] = 'en'" in sql for sql in rows.asked if "cosineDistance" in sql)
