@@ -11,13 +11,15 @@ character positions in the document's plain text: the text itself, or HTML's tex
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
-__all__ = ["Chunk", "ChunkingPolicy", "chunk_document", "plain_text"]
+__all__ = ["Chunk", "ChunkingPolicy", "TokenStarts", "chunk_document", "plain_text"]
 
-TokenCounter = Callable[[str], int]
+TokenStarts = Callable[[str], Sequence[int]]  # where each word piece of a text starts
+SpanTokens = Callable[[int, int], int]  # word pieces of text[start:end], special ones included
 
 _MARKDOWN_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _BLANK_LINES = re.compile(r"\n[ \t]*\n+")
@@ -43,6 +45,7 @@ class Chunk:
     start: int
     end: int
     heading: str | None
+    token_count: int  # word pieces, the model's two special ones included
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,10 @@ def _parsed_html(html: str) -> _HtmlText:
 
 
 def chunk_document(
-    text: str, document_format: str, count_tokens: TokenCounter, policy: ChunkingPolicy
+    text: str, document_format: str, token_starts: TokenStarts, policy: ChunkingPolicy
 ) -> list[Chunk]:
+    """The text is tokenized once; any span's size is then two binary searches (word pieces
+    never cross whitespace, so a span's count is the pieces that start inside it)."""
     if document_format == "html":
         parsed = _parsed_html(text)
         plain = parsed.text()
@@ -74,12 +79,15 @@ def chunk_document(
     else:
         plain = text
         blocks = _markdown_blocks(plain) if document_format == "markdown" else _paragraphs(plain)
+    starts = token_starts(plain)
+
+    def count(start: int, end: int) -> int:
+        return bisect_left(starts, end) - bisect_left(starts, start) + 2
+
     pieces = [
-        piece
-        for block in blocks
-        for piece in _fitting(plain, block, count_tokens, policy.max_tokens)
+        piece for block in blocks for piece in _fitting(plain, block, count, policy.max_tokens)
     ]
-    return list(_packed(plain, pieces, count_tokens, policy))
+    return list(_packed(plain, pieces, count, policy))
 
 
 def _paragraphs(text: str, heading: str | None = None, offset: int = 0) -> Iterator[_Block]:
@@ -117,13 +125,13 @@ def _html_blocks(plain: str, headings: list[tuple[int, str]]) -> Iterator[_Block
         yield _Block(block.start, block.end, heading_text)
 
 
-def _fitting(text: str, block: _Block, count: TokenCounter, limit: int) -> Iterator[_Block]:
+def _fitting(text: str, block: _Block, count: SpanTokens, limit: int) -> Iterator[_Block]:
     """The block, or its sentences, or its words, each piece within ``limit`` tokens."""
-    if count(text[block.start : block.end]) <= limit:
+    if count(block.start, block.end) <= limit:
         yield block
         return
     for start, end in _spans(text, block, _SENTENCE_END):
-        if count(text[start:end]) <= limit:
+        if count(start, end) <= limit:
             yield _Block(start, end, block.heading)
             continue
         yield from _word_windows(text, _Block(start, end, block.heading), count, limit)
@@ -137,22 +145,19 @@ def _spans(text: str, block: _Block, separator: re.Pattern[str]) -> Iterator[tup
     yield position, block.end
 
 
-def _word_windows(text: str, block: _Block, count: TokenCounter, limit: int) -> Iterator[_Block]:
+def _word_windows(text: str, block: _Block, count: SpanTokens, limit: int) -> Iterator[_Block]:
     words = list(_WORD.finditer(text, block.start, block.end))
     first = 0
     while first < len(words):
         last = first
-        while (
-            last + 1 < len(words)
-            and count(text[words[first].start() : words[last + 1].end()]) <= limit
-        ):
+        while last + 1 < len(words) and count(words[first].start(), words[last + 1].end()) <= limit:
             last += 1
         yield _Block(words[first].start(), words[last].end(), block.heading)
         first = last + 1
 
 
 def _packed(
-    text: str, pieces: list[_Block], count: TokenCounter, policy: ChunkingPolicy
+    text: str, pieces: list[_Block], count: SpanTokens, policy: ChunkingPolicy
 ) -> Iterator[Chunk]:
     """Consecutive pieces under one heading share a chunk while they fit; a new chunk under
     the same heading begins with the previous chunk's last ``overlap_tokens``."""
@@ -161,46 +166,43 @@ def _packed(
     for piece in pieces:
         if current is not None and piece.heading == current.heading:
             merged = _Block(current.start, piece.end, current.heading)
-            if count(text[merged.start : merged.end]) <= policy.max_tokens:
+            if count(merged.start, merged.end) <= policy.max_tokens:
                 current = merged
                 continue
-            yield Chunk(
-                index,
-                text[current.start : current.end],
-                current.start,
-                current.end,
-                current.heading,
-            )
+            yield _chunk(text, index, current, count)
             index += 1
             start = _overlap_start(text, current, piece, count, policy)
             current = _Block(start, piece.end, piece.heading)
             continue
         if current is not None:
-            yield Chunk(
-                index,
-                text[current.start : current.end],
-                current.start,
-                current.end,
-                current.heading,
-            )
+            yield _chunk(text, index, current, count)
             index += 1
         current = piece
     if current is not None:
-        yield Chunk(
-            index, text[current.start : current.end], current.start, current.end, current.heading
-        )
+        yield _chunk(text, index, current, count)
+
+
+def _chunk(text: str, index: int, block: _Block, count: SpanTokens) -> Chunk:
+    return Chunk(
+        index,
+        text[block.start : block.end],
+        block.start,
+        block.end,
+        block.heading,
+        count(block.start, block.end),
+    )
 
 
 def _overlap_start(
-    text: str, previous: _Block, piece: _Block, count: TokenCounter, policy: ChunkingPolicy
+    text: str, previous: _Block, piece: _Block, count: SpanTokens, policy: ChunkingPolicy
 ) -> int:
     """The earliest word of ``previous`` from which its tail fits the overlap and, with
     ``piece``, the chunk; ``piece.start`` when none does."""
     start = piece.start
     for word in reversed(list(_WORD.finditer(text, previous.start, previous.end))):
-        if count(text[word.start() : previous.end]) > policy.overlap_tokens:
+        if count(word.start(), previous.end) > policy.overlap_tokens:
             break
-        if count(text[word.start() : piece.end]) > policy.max_tokens:
+        if count(word.start(), piece.end) > policy.max_tokens:
             break
         start = word.start()
     return start

@@ -62,12 +62,14 @@ class MiniLM:
         self._batch_size = batch_size
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._tokenizer.no_padding()  # the file pads to 128: batches pad to their longest
+        self._counter = self._tokenizer.__class__.from_str(self._tokenizer.to_str())
+        self._counter.no_truncation()  # measures whole documents
         self._tokenizer.enable_truncation(max_length=int(max_tokens))
         self._weights = _with_fused_attention(load_file(str(model_dir / "model.safetensors")))
 
-    def token_count(self, text: str) -> int:
-        """Word pieces of ``text`` with its two special tokens, truncated at the model's limit."""
-        return len(self._tokenizer.encode(text).ids)
+    def token_starts(self, text: str) -> list[int]:
+        """Where each word piece of ``text`` starts (no special tokens, no truncation)."""
+        return [start for start, _ in self._counter.encode(text, add_special_tokens=False).offsets]
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)

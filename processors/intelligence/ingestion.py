@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from processors.intelligence.chunking import Chunk, ChunkingPolicy, chunk_document
-from processors.intelligence.embeddings import MiniLM
+from processors.intelligence.chunking import Chunk, ChunkingPolicy, TokenStarts, chunk_document
+from processors.intelligence.embeddings import Embedder
 from processors.intelligence.terms import terms
 from schemas.payloads import (
     IndexedChunk,
@@ -44,13 +44,13 @@ def unchanged_payload(
 def indexed_payload(
     document: RetrievalUpsertRequestedPayload,
     digest: str,
-    embedder: MiniLM,
+    embedder: Embedder,
+    token_starts: TokenStarts,
     policy: ChunkingPolicy,
 ) -> RetrievalDocumentIndexedPayload:
-    """Raise ``INVALID_REQUEST`` for a document with no text or too many chunks."""
-    chunks = chunk_document(
-        document["text"], document.get("format", "text"), embedder.token_count, policy
-    )
+    """Raise ``INVALID_REQUEST`` for a document with no text or too many chunks. Chunks are
+    measured in the embedding model's word pieces (``token_starts``)."""
+    chunks = chunk_document(document["text"], document.get("format", "text"), token_starts, policy)
     if not chunks:
         raise PlatformError(ErrorCode.INVALID_REQUEST, "the document has no text to index")
     if len(chunks) > MAX_CHUNKS:
@@ -67,7 +67,7 @@ def indexed_payload(
             "start": chunk.start,
             "end": chunk.end,
             "heading": chunk.heading,
-            "token_count": embedder.token_count(chunk.text),
+            "token_count": chunk.token_count,
             "terms": terms(" ".join(filter(None, (title, chunk.heading, chunk.text)))),
             "embedding": vector.tolist(),
         }

@@ -95,7 +95,12 @@ class _Intelligence:
         )
         try:
             payload = await asyncio.to_thread(
-                indexed_payload, document, digest, parts.embedder, policy
+                indexed_payload,
+                document,
+                digest,
+                parts.embedder,
+                parts.embedder.token_starts,
+                policy,
             )
         except PlatformError as error:
             failed = {
