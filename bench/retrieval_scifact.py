@@ -26,9 +26,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from bench.scifact_data import scifact_dir
 from processors.intelligence.chunking import ChunkingPolicy
 from processors.intelligence.config import Retrieval
-from processors.intelligence.embeddings import local_embedder
+from processors.intelligence.embeddings import Embedder, local_embedder
 from processors.intelligence.ingestion import content_hash, indexed_payload
 from processors.intelligence.retrieval import search
 from projections import ChdbStore
@@ -36,12 +37,12 @@ from projections.migrator import migrate
 from projections.rows import INSERT_SETTINGS
 from schemas.payloads import RetrievalDocumentIndexedPayload, RetrievalUpsertRequestedPayload
 
-_DATABASE = "bench"
-_TENANT = "scifact"
+DATABASE = "bench"
+TENANT = "scifact"
 _CACHE = Path(__file__).resolve().parent / ".cache"
 
 
-def _documents(data: Path) -> list[RetrievalUpsertRequestedPayload]:
+def scifact_documents(data: Path) -> list[RetrievalUpsertRequestedPayload]:
     with gzip.open(data / "corpus.jsonl.gz", "rt") as lines:
         return [
             {
@@ -83,7 +84,9 @@ def _indexed(
     return payloads, chunks / elapsed
 
 
-def _project(store: ChdbStore, payloads: list[RetrievalDocumentIndexedPayload], copy: int) -> None:
+def project(
+    store: ChdbStore, payloads: list[RetrievalDocumentIndexedPayload], copy: int = 0
+) -> None:
     """The payloads as ``events`` rows: the materialized views build the retrieval tables."""
     lines = []
     for number, payload in enumerate(payloads):
@@ -100,16 +103,22 @@ def _project(store: ChdbStore, payloads: list[RetrievalDocumentIndexedPayload], 
                     "service_name": "bench",
                     "env": "dev",
                     "correlation_id": f"doc:{payload['document_id']}",
-                    "tenant_id": _TENANT,
+                    "tenant_id": TENANT,
                     "payload": payload,
                 }
             )
         )
     for start in range(0, len(lines), 500):
-        store.insert(f"{_DATABASE}.events", "\n".join(lines[start : start + 500]), INSERT_SETTINGS)
+        store.insert(f"{DATABASE}.events", "\n".join(lines[start : start + 500]), INSERT_SETTINGS)
 
 
-def _qrels(data: Path) -> dict[str, set[str]]:
+def scifact_queries(data: Path) -> dict[str, str]:
+    with (data / "queries.jsonl").open() as lines:
+        return {str(q["_id"]): q["text"] for q in map(json.loads, lines)}
+
+
+def scifact_qrels(data: Path) -> dict[str, set[str]]:
+    """The test split's judgements: query id -> relevant document ids."""
     relevant: dict[str, set[str]] = defaultdict(set)
     for line in (data / "qrels" / "test.tsv").read_text().splitlines()[1:]:
         query, document, score = line.split("\t")
@@ -118,28 +127,35 @@ def _qrels(data: Path) -> dict[str, set[str]]:
     return relevant
 
 
-def _ndcg_at_10(ranked: list[str], relevant: set[str]) -> float:
+def ndcg_at_10(ranked: list[str], relevant: set[str]) -> float:
     gain = sum(1 / math.log2(i + 2) for i, d in enumerate(ranked[:10]) if d in relevant)
     ideal = sum(1 / math.log2(i + 2) for i in range(min(10, len(relevant))))
     return gain / ideal
 
 
-async def _evaluate(
-    store: ChdbStore, queries: dict[str, str], qrels: dict[str, set[str]], mode: str, depth: int
+async def evaluate(
+    store: ChdbStore,
+    queries: dict[str, str],
+    qrels: dict[str, set[str]],
+    mode: str,
+    depth: int,
+    embedder: Embedder,
 ) -> dict[str, float]:
+    """Each judged query searched through ``search``: mean nDCG@10 and recall@100 over
+    documents, and the latency percentiles."""
+
     async def rows(sql: str) -> list[dict[str, Any]]:
         return store.rows(sql)
 
     settings = Retrieval(candidates=depth)
-    embedder = local_embedder()
     ndcgs, recalls, latencies = [], [], []
     for query_id, relevant in qrels.items():
         started = time.perf_counter()
         found = await search(
             rows,
             embedder,
-            database=_DATABASE,
-            tenant=_TENANT,
+            database=DATABASE,
+            tenant=TENANT,
             collection="scifact",
             query=queries[query_id],
             mode=mode,
@@ -149,7 +165,7 @@ async def _evaluate(
         )
         latencies.append((time.perf_counter() - started) * 1000)
         documents = list(dict.fromkeys(h.document_id.split("~")[0] for h in found.hits))
-        ndcgs.append(_ndcg_at_10(documents, relevant))
+        ndcgs.append(ndcg_at_10(documents, relevant))
         recalls.append(len(relevant & set(documents[:100])) / len(relevant))
     latencies.sort()
     return {
@@ -162,33 +178,32 @@ async def _evaluate(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    repo = Path(__file__).resolve().parents[1]
-    parser.add_argument("--data", type=Path, default=repo.parent / "shared" / "data" / "scifact")
+    parser.add_argument("--data", type=Path, default=scifact_dir())
     parser.add_argument(
         "--copies", type=int, default=0, help="also time N copies in one collection"
     )
     parser.add_argument("--depth", type=int, default=100, help="chunks each search returns")
     args = parser.parse_args()
     policy = ChunkingPolicy()
-    documents = _documents(args.data)
+    documents = scifact_documents(args.data)
     payloads, chunks_per_s = _indexed(documents, policy)
     chunks = sum(len(p["chunks"]) for p in payloads)
     print(f"SciFact: {len(documents)} documents, {chunks} chunks")
     if chunks_per_s is not None:
         print(f"indexing (chunk, terms, embed; 1 process): {chunks_per_s:.1f} chunks/s")
-    queries = {
-        str(q["_id"]): q["text"] for q in map(json.loads, (args.data / "queries.jsonl").open())
-    }
-    qrels = _qrels(args.data)
+    queries = scifact_queries(args.data)
+    qrels = scifact_qrels(args.data)
     with tempfile.TemporaryDirectory() as directory:
         store = ChdbStore(Path(directory))
-        migrate(store, _DATABASE, 30)
+        migrate(store, DATABASE, 30)
         started = time.perf_counter()
-        _project(store, payloads, 0)
+        project(store, payloads, 0)
         print(f"projected in {time.perf_counter() - started:.1f} s")
         print("| search | nDCG@10 | recall@100 | p50 ms | p99 ms |\n|---|---|---|---|---|")
         for mode in ("keyword", "vector", "hybrid"):
-            result = asyncio.run(_evaluate(store, queries, qrels, mode, args.depth))
+            result = asyncio.run(
+                evaluate(store, queries, qrels, mode, args.depth, local_embedder())
+            )
             print(
                 f"| {mode} | {result['ndcg@10']:.3f} | {result['recall@100']:.3f} "
                 f"| {result['p50_ms']:.1f} | {result['p99_ms']:.1f} |",
@@ -196,13 +211,13 @@ def main() -> None:
             )
         if args.copies:
             for copy in range(1, args.copies):
-                _project(store, payloads, copy)
-            chunks_sql = f"SELECT count() AS n FROM {_DATABASE}.rag_chunks"  # noqa: S608
+                project(store, payloads, copy)
+            chunks_sql = f"SELECT count() AS n FROM {DATABASE}.rag_chunks"  # noqa: S608
             total = store.rows(chunks_sql)[0]["n"]
             print(f"\nlatency over {total} chunks (top 10):")
             print("| search | p50 ms | p99 ms |\n|---|---|---|")
             for mode in ("keyword", "vector", "hybrid"):
-                result = asyncio.run(_evaluate(store, queries, qrels, mode, 10))
+                result = asyncio.run(evaluate(store, queries, qrels, mode, 10, local_embedder()))
                 print(f"| {mode} | {result['p50_ms']:.1f} | {result['p99_ms']:.1f} |", flush=True)
         store.close()
 

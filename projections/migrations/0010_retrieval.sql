@@ -1,6 +1,7 @@
 -- Retrieval (layer 3): the tenants' documents as views of the events that index them.
 -- rag_documents: one row per document and version (retrieval.document.indexed) or deletion
--- (retrieval.document.deleted); a document's current state is its latest row.
+-- (retrieval.document.deleted); a document's current state is its latest row, with its chunk
+-- count and the sum of its chunks' term counts (BM25's collection statistics).
 -- rag_chunks: each version's chunks with their vectors (HNSW index, ClickHouse 25.8 or later).
 -- rag_postings: each chunk's terms with their counts, sorted by term, for BM25.
 -- Queries keep the chunks of each document's current version only, so an update or a delete
@@ -14,6 +15,7 @@ CREATE TABLE IF NOT EXISTS {database}.rag_documents
     title String,
     metadata Map(String, String),
     chunk_count UInt32,
+    term_total UInt64,
     deleted UInt8,
     changed_at DateTime64(6, 'UTC'),
     event_id String
@@ -26,7 +28,7 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.rag_documents_mv TO {database}
 WITH
     JSONExtract(
         payload,
-        'Tuple(collection String, document_id String, content_hash Nullable(String), title Nullable(String), metadata Map(String, String), chunks Array(Tuple(chunk_index Int32)))'
+        'Tuple(collection String, document_id String, content_hash Nullable(String), title Nullable(String), metadata Map(String, String), chunks Array(Tuple(chunk_index Int32, terms Array(String))))'
     ) AS p
 SELECT
     tenant_id,
@@ -36,6 +38,7 @@ SELECT
     ifNull(p.title, '') AS title,
     p.metadata AS metadata,
     length(p.chunks) AS chunk_count,
+    arraySum(arrayMap(c -> length(c.2), p.chunks)) AS term_total,
     toUInt8(event_type = 'retrieval.document.deleted') AS deleted,
     timestamp AS changed_at,
     event_id
