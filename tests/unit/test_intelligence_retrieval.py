@@ -105,7 +105,7 @@ class _FailingVectors:
         self.asked.append(sql)
         if "cosineDistance" in sql:
             raise RuntimeError("index unavailable")
-        if "sum(weight)" in sql:
+        if "PARTITION BY term" in sql:
             return [{"document_id": "d", "chunk_index": 0, "content_hash": "h", "score": 3.5}]
         return [
             {
