@@ -35,9 +35,6 @@ __all__ = [
 
 Rows = Callable[[str], Awaitable[list[dict[str, Any]]]]
 _CHUNK_COLUMNS = "document_id, chunk_index, content_hash, text, start, end, title, heading"
-# Moved to PREWHERE, the live-version filter is read for every row of the collection before
-# the sorting key narrows the range (5x slower over SciFact's postings, measured).
-_NO_PREWHERE = "optimize_move_to_prewhere = 0"
 
 
 @dataclass(frozen=True)
@@ -127,7 +124,8 @@ def keyword_sql(
     """Okapi BM25 with Lucene's idf, ln(1 + (N - df + 0.5) / (df + 0.5)), over live chunks.
     One read of the query terms' postings (the sorting key starts with the term): document
     frequencies are a window count over it; chunk count and average length come from the
-    documents' totals."""
+    documents' totals. The explicit PREWHERE keeps ClickHouse from moving the live-version
+    filter there, which reads it for the whole collection first (3x slower, measured)."""
     wanted = "(" + ",".join(sql_literal(t) for t in sorted(set(query_terms)) or ["''"]) + ")"
     totals = _current_versions(
         database,
@@ -144,12 +142,11 @@ def keyword_sql(
         f"/ (tf + {k1} * (1 - {b} + {b} * term_count / average_length))) AS score FROM ("
         f"SELECT document_id, chunk_index, content_hash, tf, term_count, "
         f"count() OVER (PARTITION BY term) AS df FROM {database}.rag_postings "
-        f"WHERE tenant_id = {sql_literal(tenant)} AND collection = {sql_literal(collection)} "
-        f"AND term IN {wanted} AND (document_id, content_hash) IN "
+        f"PREWHERE tenant_id = {sql_literal(tenant)} AND collection = {sql_literal(collection)} "
+        f"AND term IN {wanted} WHERE (document_id, content_hash) IN "
         f"({_current_versions(database, tenant, collection, filters)})) "
         f"GROUP BY document_id, chunk_index, content_hash "
-        f"ORDER BY score DESC, document_id, chunk_index LIMIT {int(limit)} "
-        f"SETTINGS {_NO_PREWHERE}"
+        f"ORDER BY score DESC, document_id, chunk_index LIMIT {int(limit)}"
     )
 
 
