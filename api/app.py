@@ -8,7 +8,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import admin, analytics, chat, datasets, eval_runs, health, live, runs, workflows
+from api import (
+    admin,
+    alerts,
+    analytics,
+    chat,
+    datasets,
+    eval_runs,
+    health,
+    live,
+    runs,
+    workflows,
+)
 from api.config import ApiConfig, load_api_config
 from api.errors import install_error_handlers
 from api.middleware import EdgeMiddleware
@@ -18,7 +29,8 @@ from api.settings import ApiSettings
 __all__ = ["create_app"]
 
 _DESCRIPTION = """OpenAI-compatible chat completions, workflow submission, run queries, tenant
-analytics and a live WebSocket feed (`/v1/ws`, see docs/API.md), over the platform's event log.
+analytics, alerts and a live WebSocket feed (`/v1/ws`, see docs/API.md), over the platform's event
+log.
 Every error is `{"error": {"code", "message", "retryable", "correlation_id"}}`."""
 
 
@@ -40,7 +52,8 @@ def create_app(settings: ApiSettings | None = None, config: ApiConfig | None = N
         description=_DESCRIPTION,
         lifespan=lifespan,
     )
-    for module in (chat, workflows, runs, datasets, eval_runs, analytics, live, admin, health):
+    routers = (chat, workflows, runs, datasets, eval_runs, analytics, alerts, live, admin, health)
+    for module in routers:
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(

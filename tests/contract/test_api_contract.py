@@ -86,8 +86,10 @@ def test_every_operation_documents_structured_errors_and_bearer_auth() -> None:
     assert set(operations) == {
         "POST /v1/chat/completions",
         "POST /v1/workflows/submit",
+        "GET /v1/runs",
         "GET /v1/runs/{correlation_id}",
         "POST /v1/runs/{correlation_id}/scores",
+        "GET /v1/alerts",
         "POST /v1/datasets/{dataset}/versions",
         "GET /v1/datasets",
         "GET /v1/datasets/{dataset}",
