@@ -13,6 +13,7 @@ from api import (
     alerts,
     analytics,
     chat,
+    dashboard,
     datasets,
     eval_runs,
     health,
@@ -30,7 +31,7 @@ __all__ = ["create_app"]
 
 _DESCRIPTION = """OpenAI-compatible chat completions, workflow submission, run queries, tenant
 analytics, alerts and a live WebSocket feed (`/v1/ws`, see docs/API.md), over the platform's event
-log.
+log; a dashboard on the same API at `/dashboard` (docs/DASHBOARD.md).
 Every error is `{"error": {"code", "message", "retryable", "correlation_id"}}`."""
 
 
@@ -55,6 +56,7 @@ def create_app(settings: ApiSettings | None = None, config: ApiConfig | None = N
     routers = (chat, workflows, runs, datasets, eval_runs, analytics, alerts, live, admin, health)
     for module in routers:
         app.include_router(module.router)
+    app.mount(dashboard.MOUNT, dashboard.static_files(), name="dashboard")
     install_error_handlers(app)
     app.add_middleware(
         EdgeMiddleware,
