@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,11 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from streams.envelope import Envelope
 from tests.integration import test_api_support as support
 from tests.integration.test_api_support import Stack
-from tests.integration.test_projections_support import wait_until
+from tests.integration.test_offline_evals import evals, run_id_of
+from tests.integration.test_projections_support import encode, produce, wait_until
 
 stack = support.stack  # the module-scoped stack fixture, one per test module
 
@@ -65,12 +69,14 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
-def sign_in(page: Page, stack: Stack, tenant: str, view: str) -> None:
-    """Open a view and enter the tenant's key in the form, as a person would."""
+def sign_in(page: Page, stack: Stack, tenant: str, view: str, live: bool = True) -> None:
+    """Open a view and enter the tenant's key in the form, as a person would; a live view is
+    ready once its feed subscription is confirmed."""
     page.goto(f"{stack.api.url}/dashboard/#/{view}")
     page.get_by_label("API key").fill(stack.tenants[tenant].key)
     page.get_by_role("button", name="Use key").click()
-    expect(page.get_by_text("Live feed: live")).to_be_visible(timeout=WAIT_MS)
+    if live:
+        expect(page.get_by_text("Live feed: live")).to_be_visible(timeout=WAIT_MS)
 
 
 def chat(stack: Stack, tenant: str, content: str) -> httpx.Response:
@@ -215,6 +221,76 @@ def runs_of(stack: Stack, tenant: str, **params: Any) -> tuple[list[dict[str, An
     assert response.status_code == 200, response.text
     body = response.json()
     return body["runs"], body["next_cursor"]
+
+
+def test_quality_lists_eval_runs_and_compares_one_with_its_baseline(
+    page: Page, stack: Stack, tmp_path: Path
+) -> None:
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(f'{{"id": "q{n}", "input": "Question {n}?"}}\n' for n in range(3)))
+    pushed = evals(stack, "dataset", "push", str(items), "--name", "dash")
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    scoring = ("--dataset", "dash", "--model", "sim-small", "--evaluators", r"regex:\w")
+    first = evals(stack, "run", *scoring)
+    assert first.returncode == 0, first.stdout + first.stderr
+    baseline = run_id_of(first)
+    second = evals(stack, "run", *scoring, "--baseline", baseline)
+    assert second.returncode == 0, second.stdout + second.stderr
+    wait_until(lambda: eval_completed(stack, run_id_of(second)), 30, "the eval run projected")
+    sign_in(page, stack, "a", "quality", live=False)
+    candidate = page.locator(f'tr[data-eval-run-id="{run_id_of(second)}"]')
+    expect(candidate).to_contain_text("completed")
+    expect(candidate).to_contain_text("100.0 %")
+    screenshot(page, "quality")
+    candidate.get_by_role("link", name=run_id_of(second)).click()
+    expect(page.get_by_role("heading", name=re.compile("Regressed items"))).to_contain_text(
+        f"against {baseline}: 0"
+    )
+    expect(page.get_by_role("table", name=re.compile("Aggregates"))).to_contain_text("regex")
+    screenshot(page, "eval-run")
+
+
+def eval_completed(stack: Stack, eval_run_id: str) -> bool:
+    response = httpx.get(
+        f"{stack.api.url}/v1/eval-runs/{eval_run_id}", headers=stack.tenants["a"].headers
+    )
+    return response.status_code == 200 and response.json()["status"] == "completed"
+
+
+def test_incidents_show_an_alert_as_it_fires(page: Page, stack: Stack) -> None:
+    sign_in(page, stack, "a", "incidents")
+    alert_id = f"alr_{uuid.uuid4().hex}"
+    fired = Envelope(  # what the alerter writes when an SLO burns
+        message_type="alert.rule.triggered",
+        message_id=str(uuid.uuid4()),
+        timestamp=datetime.now(UTC),
+        correlation_id=alert_id,
+        tenant_id=stack.tenants["a"].name,
+        payload={
+            "alert_id": alert_id,
+            "alert_key": "availability:page",
+            "rule": "availability",
+            "kind": "burn_rate",
+            "severity": "page",
+            "indicator": "availability",
+            "labels": {},
+            "value": 14.4,
+            "threshold": 14.4,
+            "long_window": "1h",
+            "fired_at": datetime.now(UTC),
+            "message": "availability burning its budget 14.4x",
+        },
+        service_name="alerter",
+        layer=4,
+        env="dev",
+    )
+    produce(stack.bootstrap, f"{stack.prefix}events.alert", encode([fired]))
+    row = page.locator(f'tr[data-alert-id="{alert_id}"]')
+    expect(row).to_contain_text("firing", timeout=WAIT_MS)
+    expect(row).to_contain_text("availability burning its budget 14.4x")
+    screenshot(page, "incidents")
+    sign_in(page, stack, "b", "incidents")
+    expect(page.get_by_role("table", name=re.compile("Alerts"))).to_contain_text("none")
 
 
 def test_keyboard_and_phone_width(browser: Browser, stack: Stack) -> None:

@@ -1,7 +1,10 @@
-// The shell: the key form, hash routes (#/overview, #/runs, #/runs/<id>) and the live-feed
-// indicator. Each view returns a function that closes what it opened (its feed connection).
+// The shell: the key form, hash routes (#/overview, #/runs[/<id>], #/quality[/<id>],
+// #/incidents) and the live-feed indicator. Each view returns a function that closes what it
+// opened (its feed connection).
 import { keyStore } from "./api.js";
+import { incidents } from "./incidents.js";
 import { overview } from "./overview.js";
+import { evalRun, quality } from "./quality.js";
 import { run } from "./run.js";
 import { runs } from "./runs.js";
 
@@ -25,6 +28,9 @@ function route() {
   }
   if (view === "runs" && id) closeView = run(main, id, setLive);
   else if (view === "runs") closeView = runs(main, setLive);
+  else if (view === "quality" && id) closeView = evalRun(main, id, setLive);
+  else if (view === "quality") closeView = quality(main, setLive);
+  else if (view === "incidents") closeView = incidents(main, setLive);
   else closeView = overview(main, setLive);
   document.title = `${main.querySelector("h1")?.textContent ?? "Dashboard"}: LLM reliability platform`;
 }
