@@ -71,16 +71,16 @@ async def list_runs(
     except ValueError as error:
         raise ApiError(ErrorCode.INVALID_REQUEST, str(error), status=422) from error
     runs = RunFilter(
-        status,
-        provider,
-        model,
-        mode,
-        cache_hit,
-        fallback_used,
-        guardrail_blocked,
-        since,
-        until,
-        correlation_id,
+        status=status,
+        provider=provider,
+        model=model,
+        mode=mode,
+        cache_hit=cache_hit,
+        fallback_used=fallback_used,
+        guardrail_blocked=guardrail_blocked,
+        since=since,
+        until=until,
+        correlation_id_prefix=correlation_id,
     )
     projections = services_of(request).projections
     sql = run_page_sql(projections.database, principal.tenant, runs, after, limit + 1)

@@ -45,3 +45,14 @@ def test_the_page_is_the_tenants_filtered_and_after_the_cursor() -> None:
 def test_times_outside_what_clickhouse_holds_are_clamped() -> None:
     sql = run_page_sql("db", "t", RunFilter(until=datetime(9999, 1, 1, tzinfo=UTC)), None, 1)
     assert "started_at < fromUnixTimestamp64Micro(toInt64(4102444800000000), 'UTC')" in sql
+
+
+def test_without_merged_filters_the_page_is_picked_from_unmerged_rows() -> None:
+    sql = run_page_sql("db", "acme", RunFilter(cache_hit=True), (5, "req_a"), 51)
+    picked = sql[sql.index("IN (SELECT") :]
+    assert "FROM db.runs WHERE tenant_id = 'acme' GROUP BY correlation_id" in picked
+    assert "HAVING max(mode) != '' AND max(cache_hit) = 1" in picked
+    assert "(min(started_at), correlation_id) < (fromUnixTimestamp64Micro(toInt64(5)" in picked
+    assert "ORDER BY min(started_at) DESC, correlation_id DESC LIMIT 51)" in picked
+    merged = run_page_sql("db", "acme", RunFilter(provider="p"), None, 51)
+    assert "FROM db.runs WHERE" not in merged  # a provider is known only once merged
