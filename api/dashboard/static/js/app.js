@@ -50,4 +50,7 @@ keyForm.addEventListener("submit", (event) => {
 });
 
 window.addEventListener("hashchange", () => { route(); main.focus(); });
-window.addEventListener("load", () => { showKeyState(); route(); });
+// Modules run after the document is parsed and after uPlot's deferred script: no need to wait
+// for the load event (images, style sheets) before asking the API.
+showKeyState();
+route();
