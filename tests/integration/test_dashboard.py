@@ -90,10 +90,10 @@ def chat(stack: Stack, tenant: str, content: str) -> httpx.Response:
     )
 
 
-def listed(stack: Stack, correlation_id: str) -> bool:
+def listed(stack: Stack, correlation_id: str, **filters: str) -> bool:
     runs = httpx.get(
         f"{stack.api.url}/v1/runs",
-        params={"correlation_id": correlation_id},
+        params={"correlation_id": correlation_id, **filters},
         headers=stack.tenants["a"].headers,
         timeout=10,
     ).json()["runs"]
@@ -186,6 +186,13 @@ def test_a_blocked_request_shows_its_guardrail_rule(page: Page, stack: Stack) ->
     assert rules, run["guardrail_flags"]
     for rule in rules:
         expect(row).to_contain_text(rule)
+    wait_until(
+        lambda: listed(stack, correlation_id, guardrail_blocked="true"), 30, "the run projected"
+    )
+    page.get_by_label("Blocked by a guardrail").select_option("yes")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("tr[data-correlation-id]")).to_have_count(1)  # the one blocked run
+    expect(row).to_contain_text("GUARDRAIL_BLOCKED")
     row.get_by_role("link").click()
     violations = page.get_by_role("table", name=re.compile("Violations"))
     for rule in rules:

@@ -3,6 +3,7 @@
 import { apiGet, openFeed } from "./api.js";
 import { el, failure, fmt, statusBadge, table, tableRow } from "./dom.js";
 
+const YES_NO = [["", "any"], ["true", "yes"], ["false", "no"]];
 const SINCE = [["", "any time"], ["1", "last hour"], ["24", "last 24 hours"], ["168", "last 7 days"]];
 
 const COLUMNS = [
@@ -37,6 +38,7 @@ function rowOfState(state, mode) {
     cache_hit: state.cache_hit,
     fallback_used: state.fallback_used,
     guardrail_rules: [...new Set(state.guardrail_flags.map((f) => f.rule))].sort(),
+    guardrail_blocked: state.guardrail_flags.some((f) => f.action === "block"),
     error_code: state.error?.error_code ?? null,
   };
 }
@@ -56,7 +58,9 @@ export function runs(root, setLive) {
     field("f-status", "Status", choice("f-status", [["", "any"], ["running", "running"], ["completed", "completed"], ["failed", "failed"]])),
     field("f-model", "Model", el("input", { id: "f-model", name: "model", size: 12 })),
     field("f-mode", "Mode", el("input", { id: "f-mode", name: "mode", size: 8 })),
-    field("f-cache", "Cache hit", choice("f-cache", [["", "any"], ["true", "yes"], ["false", "no"]])),
+    field("f-cache", "Cache hit", choice("f-cache", YES_NO)),
+    field("f-fallback", "Fallback", choice("f-fallback", YES_NO)),
+    field("f-blocked", "Blocked by a guardrail", choice("f-blocked", YES_NO)),
     field("f-since", "Started", choice("f-since", SINCE)),
     el("button", { type: "submit" }, "Apply"),
   );
@@ -70,13 +74,15 @@ export function runs(root, setLive) {
   let rows = new Map(); // correlation id -> row, in display order
   let tbody;
   const modes = new Map(); // correlation id -> mode, from llm.request.started on the feed
+  const MODES_KEPT = 10_000; // starts remembered: a run is added live only if its start was seen
 
   const readFilter = () => {
     const value = (id) => form.querySelector(`#${id}`).value.trim();
     const hours = value("f-since");
     return {
       correlation_id: value("f-id"), status: value("f-status"), model: value("f-model"),
-      mode: value("f-mode"), cache_hit: value("f-cache"),
+      mode: value("f-mode"), cache_hit: value("f-cache"), fallback_used: value("f-fallback"),
+      guardrail_blocked: value("f-blocked"),
       since: hours ? new Date(Date.now() - hours * 3600e3).toISOString() : "",
     };
   };
@@ -86,6 +92,8 @@ export function runs(root, setLive) {
     && (!filter.model || row.model === filter.model)
     && (!filter.mode || row.mode === filter.mode)
     && (!filter.cache_hit || String(row.cache_hit) === filter.cache_hit)
+    && (!filter.fallback_used || String(row.fallback_used) === filter.fallback_used)
+    && (!filter.guardrail_blocked || String(row.guardrail_blocked) === filter.guardrail_blocked)
     && (!filter.since || row.started_at >= filter.since);
 
   const render = () => {
@@ -139,6 +147,7 @@ export function runs(root, setLive) {
   return openFeed({ tenant: true }, (message) => {
     if (message.type === "run.event" && message.event.event_type === "llm.request.started") {
       modes.set(message.event.correlation_id, message.event.payload.mode);
+      if (modes.size > MODES_KEPT) modes.delete(modes.keys().next().value);
     }
     if (message.type === "run.state" && (modes.has(message.correlation_id) || rows.has(message.correlation_id))) {
       const mode = modes.get(message.correlation_id) ?? rows.get(message.correlation_id)?.mode;
