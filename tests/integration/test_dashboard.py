@@ -79,13 +79,13 @@ def sign_in(page: Page, stack: Stack, tenant: str, view: str, live: bool = True)
         expect(page.get_by_text("Live feed: live")).to_be_visible(timeout=WAIT_MS)
 
 
-def chat(stack: Stack, tenant: str, content: str) -> httpx.Response:
+def chat(stack: Stack, tenant: str, content: str, model: str = "sim-small") -> httpx.Response:
     """Counted in ``SENT``: every request this module sent a tenant ends as one run."""
     SENT[tenant] += 1
     return httpx.post(
         f"{stack.api.url}/v1/chat/completions",
         headers=stack.tenants[tenant].headers,
-        json={"model": "sim-small", "messages": [{"role": "user", "content": content}]},
+        json={"model": model, "messages": [{"role": "user", "content": content}]},
         timeout=60,
     )
 
@@ -138,12 +138,12 @@ def test_runs_appear_live_then_open_on_their_timeline(page: Page, stack: Stack) 
 
 
 def test_overview_shows_the_tenants_numbers(page: Page, stack: Stack) -> None:
-    assert chat(stack, "a", "Hello overview").status_code == 200
+    assert chat(stack, "a", "Hello overview", model="sim-large").status_code == 200
 
-    def requests_counted() -> int:
+    def requests_counted(**only: str) -> int:
         body = httpx.get(
             f"{stack.api.url}/v1/analytics/errors",
-            params={"interval": "hour"},
+            params={"interval": "hour", **only},
             headers=stack.tenants["a"].headers,
             timeout=10,
         ).json()
@@ -158,6 +158,10 @@ def test_overview_shows_the_tenants_numbers(page: Page, stack: Stack) -> None:
     )
     expect(page.locator("figure.chart canvas")).to_have_count(3)
     screenshot(page, "overview")
+    page.get_by_label("Provider or model").select_option("model:sim-small")
+    small = requests_counted(model="sim-small")
+    assert 0 < small < SENT["a"]  # the sim-large request is not among them
+    expect(tiles).to_contain_text(f"Requests{small:,}Errors")
 
 
 def test_another_tenants_key_sees_none_of_them(page: Page, stack: Stack) -> None:

@@ -34,8 +34,9 @@ export function overview(root, setLive) {
     const range = RANGES[state.range];
     const end = new Date();
     const window = { start: new Date(end - range.hours * 3600e3).toISOString(), end: end.toISOString() };
-    const [kind, name] = state.target.split(":");
-    const series = { ...window, interval: range.interval, [kind]: name };
+    const colon = state.target.indexOf(":"); // "provider:x" or "model:x" (names may hold ":")
+    const series = { ...window, interval: range.interval };
+    if (colon > 0) series[state.target.slice(0, colon)] = state.target.slice(colon + 1);
     body.setAttribute("aria-busy", "true");
     try {
       const [latency, errors, cache, byModel, guardrails, alerts] = await Promise.all([
