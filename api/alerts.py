@@ -4,7 +4,7 @@ or resolved ones too. Live changes arrive on the feed as ``alert.triggered|resol
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
@@ -16,14 +16,31 @@ from api.services import authenticated, services_of
 from streams.errors import ErrorCode
 from streams.projections_client import ProjectionsUnavailable, sql_literal
 
-__all__ = ["AlertList", "router"]
+__all__ = ["Alert", "AlertList", "router"]
 
 router = APIRouter(tags=["alerts"])
 
 
+class Alert(BaseModel):
+    """The ``alerts`` row: what fired, when, and what its evaluation saw."""
+
+    alert_id: str
+    rule: str
+    kind: str
+    severity: str
+    indicator: str
+    state: Literal["firing", "resolved"]
+    fired_at: str
+    resolved_at: str | None
+    value: float
+    threshold: float
+    labels: dict[str, str]
+    message: str
+
+
 class AlertList(BaseModel):
     tenant_id: str
-    alerts: list[dict[str, Any]]
+    alerts: list[Alert]
 
 
 @router.get(
@@ -54,15 +71,15 @@ async def list_alerts(
     return AlertList(
         tenant_id=principal.tenant,
         alerts=[
-            {
-                **row,
-                "fired_at": iso_timestamp(str(row["fired_at"])),
-                "resolved_at": iso_timestamp(str(row["resolved_at"]))
-                if row["resolved_at"]
-                else None,
-                "value": float(row["value"]),
-                "threshold": float(row["threshold"]),
-            }
+            Alert(
+                **{
+                    **row,
+                    "fired_at": iso_timestamp(str(row["fired_at"])),
+                    "resolved_at": iso_timestamp(str(row["resolved_at"]))
+                    if row["resolved_at"]
+                    else None,
+                }
+            )
             for row in rows
         ],
     )

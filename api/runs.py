@@ -27,18 +27,48 @@ from streams.envelope import new_message
 from streams.errors import ErrorCode
 from streams.projections_client import ProjectionsUnavailable
 
-__all__ = ["CORRELATION_ID", "RunPage", "RunView", "ScoreAccepted", "ScoreRequest", "router"]
+__all__ = [
+    "CORRELATION_ID",
+    "RunPage",
+    "RunRow",
+    "RunView",
+    "ScoreAccepted",
+    "ScoreRequest",
+    "router",
+]
 
 router = APIRouter(tags=["runs"])
 CORRELATION_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
 _NAME = r"^[A-Za-z0-9_.:/-]{1,128}$"
 
 
+class RunRow(BaseModel):
+    """One run as the list shows it: ``runs_latest``'s row (``GET /v1/runs/{id}`` has it all)."""
+
+    correlation_id: str
+    status: Literal["running", "completed", "failed"]
+    mode: str
+    provider: str | None
+    model: str | None
+    started_at: str
+    ended_at: str | None
+    latency_ms: int | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    attempts: int
+    cache_hit: bool
+    fallback_used: bool
+    guardrail_blocked: bool
+    guardrail_rules: list[str]
+    error_code: str | None
+
+
 class RunPage(BaseModel):
     """``next_cursor`` is None on the last page."""
 
     tenant_id: str
-    runs: list[dict[str, Any]]
+    runs: list[RunRow]
     next_cursor: str | None
 
 
@@ -93,7 +123,7 @@ async def list_runs(
     more = len(rows) > limit
     return RunPage(
         tenant_id=principal.tenant,
-        runs=[run_row(row) for row in rows[:limit]],
+        runs=[RunRow(**run_row(row)) for row in rows[:limit]],
         next_cursor=encode_cursor(rows[limit - 1]) if more else None,
     )
 

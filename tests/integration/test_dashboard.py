@@ -306,6 +306,16 @@ def test_incidents_show_an_alert_as_it_fires(page: Page, stack: Stack) -> None:
     expect(row).to_contain_text("firing", timeout=WAIT_MS)
     expect(row).to_contain_text("availability burning its budget 14.4x")
     screenshot(page, "incidents")
+
+    def listed_alerts() -> list[dict[str, Any]]:
+        response = httpx.get(f"{stack.api.url}/v1/alerts", headers=stack.tenants["a"].headers)
+        return [a for a in response.json()["alerts"] if a["alert_id"] == alert_id]
+
+    wait_until(lambda: bool(listed_alerts()), 30, "the alert projected")
+    (listed,) = listed_alerts()
+    assert (listed["state"], listed["rule"], listed["value"]) == ("firing", "availability", 14.4)
+    page.reload()  # now from GET /v1/alerts rather than the feed
+    expect(row).to_contain_text("availability burning its budget 14.4x")
     sign_in(page, stack, "b", "incidents")
     expect(page.get_by_role("table", name=re.compile("Alerts"))).to_contain_text("none")
 
