@@ -129,7 +129,9 @@ def test_runs_appear_live_then_open_on_their_timeline(page: Page, stack: Stack) 
     screenshot(page, "run")
 
     # The list is server-side too: once projected, a search finds the run in GET /v1/runs.
-    wait_until(lambda: listed(stack, ids[1]), 30, "the projector to list the run")
+    wait_until(
+        lambda: listed(stack, ids[1], status="completed"), 30, "the projector to list the run"
+    )
     page.get_by_role("link", name="Runs", exact=True).click()
     page.get_by_label("Correlation id starts with").fill(ids[1])
     page.get_by_role("button", name="Apply").click()

@@ -43,6 +43,14 @@ function rowOfState(state, mode) {
   };
 }
 
+const REMEMBERED = 10_000;
+
+function remember(map, key, value) {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > REMEMBERED) map.delete(map.keys().next().value);
+}
+
 function field(id, label, control) {
   return el("label", { for: id }, label, control);
 }
@@ -73,8 +81,11 @@ export function runs(root, setLive) {
   let cursor = null;
   let rows = new Map(); // correlation id -> row, in display order
   let tbody;
-  const modes = new Map(); // correlation id -> mode, from llm.request.started on the feed
-  const MODES_KEPT = 10_000; // starts remembered: a run is added live only if its start was seen
+  // What the feed said, by correlation id, the latest 10,000 runs: each run's mode (from its
+  // llm.request.started; a run is added live only if its start was seen) and its latest row,
+  // which wins over a page row the projector had not caught up with yet.
+  const modes = new Map();
+  const latest = new Map();
 
   const readFilter = () => {
     const value = (id) => form.querySelector(`#${id}`).value.trim();
@@ -110,7 +121,10 @@ export function runs(root, setLive) {
     try {
       const page = await apiGet("/v1/runs", { ...filter, cursor, limit: 50 });
       if (mine !== generation) return;
-      for (const row of page.runs) if (!rows.has(row.correlation_id)) rows.set(row.correlation_id, row);
+      for (const listed of page.runs) {
+        const row = latest.get(listed.correlation_id) ?? listed;
+        if (!rows.has(row.correlation_id) && matches(row)) rows.set(row.correlation_id, row);
+      }
       cursor = page.next_cursor;
       more.hidden = !cursor;
       render();
@@ -146,12 +160,13 @@ export function runs(root, setLive) {
   loadPage(true);
   return openFeed({ tenant: true }, (message) => {
     if (message.type === "run.event" && message.event.event_type === "llm.request.started") {
-      modes.set(message.event.correlation_id, message.event.payload.mode);
-      if (modes.size > MODES_KEPT) modes.delete(modes.keys().next().value);
+      remember(modes, message.event.correlation_id, message.event.payload.mode);
     }
     if (message.type === "run.state" && (modes.has(message.correlation_id) || rows.has(message.correlation_id))) {
       const mode = modes.get(message.correlation_id) ?? rows.get(message.correlation_id)?.mode;
-      upsert(rowOfState(message.state, mode));
+      const row = rowOfState(message.state, mode);
+      remember(latest, row.correlation_id, row);
+      upsert(row);
     }
   }, setLive);
 }
