@@ -50,7 +50,7 @@ def _banner(settings: ApiSettings, config: ApiConfig) -> str:
     url = f"http://{settings.host}:{settings.port}"
     lines = [
         f"API: {url} (OpenAI-compatible: {url}/v1/chat/completions, live feed {url}/v1/ws, "
-        f"metrics {url}/metrics)"
+        f"metrics {url}/metrics, dashboard {url}/dashboard/)"
     ]
     if settings.auth_mode == "dev":
         lines.append("auth: API_AUTH_MODE=dev, requests without a key are the dev tenant's")

@@ -10,9 +10,11 @@ from fastapi import FastAPI
 
 from api import (
     admin,
+    alerts,
     analytics,
     chat,
     collections,
+    dashboard,
     datasets,
     eval_runs,
     health,
@@ -29,7 +31,8 @@ from api.settings import ApiSettings
 __all__ = ["create_app"]
 
 _DESCRIPTION = """OpenAI-compatible chat completions, workflow submission, run queries, tenant
-analytics and a live WebSocket feed (`/v1/ws`, see docs/API.md), over the platform's event log.
+analytics, alerts and a live WebSocket feed (`/v1/ws`, see docs/API.md), over the platform's event
+log; a dashboard on the same API at `/dashboard` (docs/DASHBOARD.md).
 Every error is `{"error": {"code", "message", "retryable", "correlation_id"}}`."""
 
 
@@ -51,9 +54,10 @@ def create_app(settings: ApiSettings | None = None, config: ApiConfig | None = N
         description=_DESCRIPTION,
         lifespan=lifespan,
     )
-    routers = (chat, workflows, collections, runs, datasets, eval_runs, analytics, live, admin)
-    for module in (*routers, health):
+    routers = (chat, workflows, collections, runs, datasets, eval_runs, analytics, alerts, live)
+    for module in (*routers, admin, health):
         app.include_router(module.router)
+    app.mount(dashboard.MOUNT, dashboard.static_files(), name="dashboard")
     install_error_handlers(app)
     app.add_middleware(
         EdgeMiddleware,

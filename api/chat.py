@@ -22,7 +22,7 @@ from api.admission import (
     remember,
 )
 from api.auth import Principal
-from api.chat_mapping import command_payload, completion_of, failure_of
+from api.chat_mapping import command_payload, completion_of, failure_of, routed_command
 from api.chat_schema import ChatCompletion, ChatCompletionRequest
 from api.errors import error_responses
 from api.event_hub import Event, RunWatch
@@ -31,7 +31,7 @@ from api.rate_limits import estimate_tokens
 from api.replies import known_terminal, run_events, terminal_event
 from api.services import Services, authenticated, services_of
 from api.sse import sse_chunks
-from schemas.chat_run import DELTA, FAILED, RAG_FAILED, RAG_TERMINAL, RESUMED, TERMINAL
+from schemas.chat_run import DELTA, FAILED, RAG_FAILED, RESUMED, TERMINAL
 
 __all__ = ["router"]
 
@@ -97,7 +97,7 @@ async def chat_completions(
         idempotency_key=idempotency_key,
         bypass_cache="no-cache" in (cache_control or "") or "no-store" in (cache_control or ""),
     )
-    message_type, payload, ends = _routed(body, payload)
+    message_type, payload, ends = routed_command(body, payload)
     command = command_for(services, principal, claim, message_type, payload, traceparent)
     watch = hub.watch(
         claim.correlation_id,
@@ -127,23 +127,6 @@ async def chat_completions(
     finally:
         if not streaming:
             watch.close()
-
-
-def _routed(
-    body: ChatCompletionRequest, chat: dict[str, Any]
-) -> tuple[str, dict[str, Any], frozenset[str]]:
-    """Which command asks for this run, and which events end it: a mode rag request goes to
-    layer 3, which retrieves, asks layer 1, and ends the run once citations are checked."""
-    if body.rag is None:
-        return "llm.chat.requested", chat, TERMINAL
-    request = {
-        "collection": body.rag.collection,
-        "top_k": body.rag.top_k,
-        "filters": body.rag.filters,
-        "retrieval_mode": body.rag.retrieval_mode,
-        "chat": chat,
-    }
-    return "rag.answer.requested", request, RAG_TERMINAL
 
 
 async def _already_known(

@@ -21,6 +21,7 @@ from api.chat_schema import (
     Usage,
 )
 from api.errors import ApiError
+from schemas.chat_run import RAG_TERMINAL, TERMINAL
 from schemas.payloads import LlmRequestCompletedPayload, LlmRequestFailedPayload
 from streams.errors import ErrorCode
 
@@ -31,6 +32,7 @@ __all__ = [
     "created_of",
     "failure_of",
     "finish_reason_of",
+    "routed_command",
     "tool_calls_of",
 ]
 
@@ -92,6 +94,23 @@ def tool_calls_of(payload: Mapping[str, Any]) -> list[ToolCall] | None:
 
 def created_of(event: Mapping[str, Any]) -> int:
     return int(datetime.fromisoformat(str(event["timestamp"])).timestamp())
+
+
+def routed_command(
+    body: ChatCompletionRequest, chat: dict[str, Any]
+) -> tuple[str, dict[str, Any], frozenset[str]]:
+    """Which command asks for this run, and which events end it: a mode rag request goes to
+    layer 3, which retrieves, asks layer 1, and ends the run once citations are checked."""
+    if body.rag is None:
+        return "llm.chat.requested", chat, TERMINAL
+    request = {
+        "collection": body.rag.collection,
+        "top_k": body.rag.top_k,
+        "filters": body.rag.filters,
+        "retrieval_mode": body.rag.retrieval_mode,
+        "chat": chat,
+    }
+    return "rag.answer.requested", request, RAG_TERMINAL
 
 
 def finish_reason_of(payload: Mapping[str, Any]) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 from streams.projections_client import ProjectionsClient, sql_literal
 
-__all__ = ["EventHistory"]
+__all__ = ["EventHistory", "iso_timestamp"]
 
 _COLUMNS = (
     "event_id, event_type, schema_version, timestamp, layer, service_name, env, trace_id, "
@@ -18,7 +18,7 @@ _COLUMNS = (
 )
 
 
-def _timestamp(value: str) -> str:
+def iso_timestamp(value: str) -> str:
     """ClickHouse's ``2026-11-26 10:14:37.123456`` as the envelope JSON's ISO 8601 form."""
     return datetime.fromisoformat(value.replace(" ", "T")).replace(tzinfo=UTC).isoformat()
 
@@ -26,7 +26,7 @@ def _timestamp(value: str) -> str:
 def _event(row: dict[str, Any]) -> dict[str, Any]:
     return {
         **row,
-        "timestamp": _timestamp(str(row["timestamp"])),
+        "timestamp": iso_timestamp(str(row["timestamp"])),
         "schema_version": int(row["schema_version"]),
         "layer": int(row["layer"]),
         "payload": json.loads(row["payload"]),

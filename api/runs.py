@@ -1,4 +1,5 @@
-"""``GET /v1/runs/{correlation_id}``: one run of the caller's tenant, folded from its events;
+"""``GET /v1/runs``: a page of the caller's tenant's runs, newest first, filtered;
+``GET /v1/runs/{correlation_id}``: one run of the caller's tenant, folded from its events;
 ``POST /v1/runs/{correlation_id}/scores``: a score on it.
 
 The events come from the projections' ``events`` table, joined with this replica's recent
@@ -8,14 +9,16 @@ replica sees every event). Another tenant's run is a 404, exactly like a missing
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.auth import Principal
 from api.errors import ApiError, HttpErrorCode, error_responses
+from api.run_queries import RunFilter, decode_cursor, encode_cursor, run_page_sql, run_row
 from api.run_view import RunSummary
 from api.services import Services, authenticated, services_of
 from api.waterfall import waterfall
@@ -24,10 +27,105 @@ from streams.envelope import new_message
 from streams.errors import ErrorCode
 from streams.projections_client import ProjectionsUnavailable
 
-__all__ = ["CORRELATION_ID", "RunView", "ScoreAccepted", "ScoreRequest", "router"]
+__all__ = [
+    "CORRELATION_ID",
+    "RunPage",
+    "RunRow",
+    "RunView",
+    "ScoreAccepted",
+    "ScoreRequest",
+    "router",
+]
 
 router = APIRouter(tags=["runs"])
 CORRELATION_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
+_NAME = r"^[A-Za-z0-9_.:/-]{1,128}$"
+
+
+class RunRow(BaseModel):
+    """One run as the list shows it: ``runs_latest``'s row (``GET /v1/runs/{id}`` has it all)."""
+
+    correlation_id: str
+    status: Literal["running", "completed", "failed"]
+    mode: str
+    provider: str | None
+    model: str | None
+    started_at: str
+    ended_at: str | None
+    latency_ms: int | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    attempts: int
+    cache_hit: bool
+    fallback_used: bool
+    guardrail_blocked: bool
+    guardrail_rules: list[str]
+    error_code: str | None
+
+
+class RunPage(BaseModel):
+    """``next_cursor`` is None on the last page."""
+
+    tenant_id: str
+    runs: list[RunRow]
+    next_cursor: str | None
+
+
+@router.get(
+    "/v1/runs",
+    response_model=RunPage,
+    responses=error_responses(401, 422, 503),
+    summary="List runs, newest first: filters and keyset pagination (pass next_cursor back)",
+)
+async def list_runs(
+    request: Request,
+    principal: Annotated[Principal, Depends(authenticated)],
+    status: Annotated[Literal["running", "completed", "failed"] | None, Query()] = None,
+    provider: Annotated[str | None, Query(pattern=_NAME)] = None,
+    model: Annotated[str | None, Query(pattern=_NAME)] = None,
+    mode: Annotated[str | None, Query(pattern=_NAME)] = None,
+    cache_hit: bool | None = None,
+    fallback_used: bool | None = None,
+    guardrail_blocked: bool | None = None,
+    since: Annotated[datetime | None, Query(description="Started at or after (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="Started before (ISO 8601)")] = None,
+    correlation_id: Annotated[
+        str | None, Query(pattern=CORRELATION_ID, description="Correlation ids starting with this")
+    ] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> RunPage:
+    try:
+        after = decode_cursor(cursor) if cursor is not None else None
+    except ValueError as error:
+        raise ApiError(ErrorCode.INVALID_REQUEST, str(error), status=422) from error
+    runs = RunFilter(
+        status=status,
+        provider=provider,
+        model=model,
+        mode=mode,
+        cache_hit=cache_hit,
+        fallback_used=fallback_used,
+        guardrail_blocked=guardrail_blocked,
+        since=since,
+        until=until,
+        correlation_id_prefix=correlation_id,
+    )
+    projections = services_of(request).projections
+    sql = run_page_sql(projections.database, principal.tenant, runs, after, limit + 1)
+    try:
+        rows = await projections.rows(sql)
+    except ProjectionsUnavailable as error:
+        raise ApiError(
+            ErrorCode.DEPENDENCY_UNAVAILABLE, "run projections unavailable; retry"
+        ) from error
+    more = len(rows) > limit
+    return RunPage(
+        tenant_id=principal.tenant,
+        runs=[RunRow(**run_row(row)) for row in rows[:limit]],
+        next_cursor=encode_cursor(rows[limit - 1]) if more else None,
+    )
 
 
 class RunView(BaseModel):

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from api.app import create_app
-from api.chat_mapping import command_payload, completion_of
+from api.chat_mapping import command_payload, completion_of, routed_command
 from api.chat_schema import ChatCompletionRequest
 from api.errors import HttpErrorCode
 from api.feed import CLOSE_CODES
@@ -56,6 +56,7 @@ RICH_REQUEST = {
     "user": "u-1",
     "metadata": {"team": "x"},
     "mode": "rag",
+    "rag": {"collection": "kb", "filters": {"lang": "en"}},
     "budget": {"max_tokens": 1000, "max_cost_usd": 0.01},
 }
 
@@ -86,8 +87,13 @@ def test_every_operation_documents_structured_errors_and_bearer_auth() -> None:
     assert set(operations) == {
         "POST /v1/chat/completions",
         "POST /v1/workflows/submit",
+        "POST /v1/collections/{collection}/documents",
+        "GET /v1/collections/{collection}/documents",
+        "DELETE /v1/collections/{collection}/documents/{document_id}",
+        "GET /v1/runs",
         "GET /v1/runs/{correlation_id}",
         "POST /v1/runs/{correlation_id}/scores",
+        "GET /v1/alerts",
         "POST /v1/datasets/{dataset}/versions",
         "GET /v1/datasets",
         "GET /v1/datasets/{dataset}",
@@ -152,6 +158,11 @@ def test_commands_fit_their_avro_schemas() -> None:
         request, deadline=datetime.now(UTC), idempotency_key="k", bypass_cache=True
     )
     writer = WriterIdentity("api", 5, "dev")
+    message_type, command, _ = routed_command(request, payload)
+    assert message_type == "rag.answer.requested"
+    rag = new_message(message_type, command, correlation_id="c", tenant_id="t", writer=writer)
+    asked = SERDE.decode(SERDE.encode(rag)).payload
+    assert (asked["collection"], asked["top_k"], asked["filters"]) == ("kb", 5, {"lang": "en"})
     chat = new_message(
         "llm.chat.requested", payload, correlation_id="c", tenant_id="t", writer=writer
     )

@@ -143,6 +143,8 @@ def test_up_runs_broker_topics_and_api_then_stops_cleanly(tmp_path: Path) -> Non
         metrics = httpx.get(f"{base}/metrics")
         assert metrics.status_code == 200 and "# TYPE" in metrics.text
         assert "the key 'local-dev' is the dev tenant's" in "".join(output)
+        assert f"dashboard {base}/dashboard/" in "".join(output)
+        assert "<title>" in httpx.get(f"{base}/dashboard/").text  # README's way to open it
         first_call = httpx.post(  # README's "First call", as a newcomer copies it
             f"{base}/v1/chat/completions",
             headers={"Authorization": "Bearer local-dev"},

@@ -76,6 +76,10 @@ def test_migrations_are_numbered_and_split_into_statements() -> None:
         "analytics.eval_runs",
         "analytics.eval_run_aggregates",
         "analytics.eval_minute",
+        "analytics.rag_documents",
+        "analytics.rag_chunks",
+        "analytics.rag_postings",
+        "analytics.groundings",
     ]
 
 
