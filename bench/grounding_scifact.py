@@ -3,6 +3,10 @@
     .venv/bin/python -m bench.grounding_scifact [--data ../shared/data/scifact] [--limit N]
     .venv/bin/python -m bench.grounding_scifact --calibrate   # refit CALIBRATED on train only
 
+Run it with ``OPENBLAS_NUM_THREADS=1``: one sentence at a time is too small a matrix for two
+BLAS threads, which then spin against each other on a busy 2-core machine (a single-sentence
+embed measured 20 ms with one thread, 100 to 780 ms with two).
+
 Each claim is a one-sentence answer citing the abstracts the claim cites, ``[1]``, ``[2]``...;
 it is supported when an abstract SUPPORTs it, unsupported when the evidence CONTRADICTs it or
 there is none (not enough info). The perturbation set starts from the supported claims, each
@@ -17,12 +21,13 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import random
 import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +44,11 @@ from processors.intelligence.grounding import (
     Passage,
     Source,
     check_grounding,
+    decide,
+    measure,
     prepare_passages,
     split_sentences,
 )
-from processors.intelligence.grounding.scoring import measure
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "scifact"
 STORE = Path.home() / ".cache" / "llm-platform" / "grounding-scifact-vectors.npz"
@@ -277,15 +283,16 @@ def run(
 
 
 def by_kind(cases: Sequence[Case], flagged: Sequence[bool]) -> dict[str, Score]:
-    """Each perturbation kind against the originals it was made from, and all of them."""
+    """Each perturbation kind against the originals it was made from; the four that change
+    the words (the citation kinds are the easy part); and all of them."""
+    groups = {kind: (kind,) for kind in KINDS} | {"content": KINDS[:4], "overall": KINDS}
     out = {}
-    for kind in KINDS:
-        bases = {c.base for c in cases if c.kind == kind}
+    for name, kinds in groups.items():
+        bases = {c.base for c in cases if c.kind in kinds}
         chosen = [
-            i for i, c in enumerate(cases) if c.base in bases and c.kind in (kind, "original")
+            i for i, c in enumerate(cases) if c.base in bases and c.kind in (*kinds, "original")
         ]
-        out[kind] = score([not cases[i].supported for i in chosen], [flagged[i] for i in chosen])
-    out["overall"] = score([not c.supported for c in cases], flagged)
+        out[name] = score([not cases[i].supported for i in chosen], [flagged[i] for i in chosen])
     return out
 
 
@@ -304,10 +311,10 @@ class _Recorder:
 def calibrate(
     groups: Sequence[Sequence[Case]], passages: Passages, embedder: Embedder
 ) -> Calibration:
-    """A logistic model fitted on the cases (each group, class and kind weighing the same), and the
-    threshold with the best weighted balanced accuracy. Invalid citations are left out: the
-    detector rejects them before scoring. An answer the splitter cuts in two is judged by its
-    least similar sentence."""
+    """A logistic model fitted on the cases (each group, class and kind weighing the same), then
+    the threshold and the contradiction gate with the best weighted balanced accuracy. Invalid
+    citations are left out: the detector rejects them before scoring. An answer the splitter
+    cuts in two is judged by its least similar sentence."""
     rows: list[npt.NDArray[np.float64]] = []
     labels, weights = [], []
     for group in groups:
@@ -324,14 +331,16 @@ def calibrate(
             )
     x, y, w = np.array(rows), np.array(labels), np.array(weights)
     coef, bias = _fit(x, y, w)
-    probability = 1 / (1 + np.exp(-(x @ coef + bias)))
-    best = max(
-        (float(t) for t in np.linspace(0.05, 0.95, 91)),
-        key=lambda t: float((w * ((probability >= t) == (y == 1))).sum()),
-    )
-    return Calibration(
-        tuple(round(float(c), 3) for c in coef), round(float(bias), 3), round(best, 2)
-    )
+    fitted = Calibration(tuple(round(float(c), 3) for c in coef), round(bias, 3), 0.5, 1.01)
+
+    def accuracy(calibration: Calibration) -> float:
+        verdicts = np.array([decide(row, calibration)[1] for row in x])
+        return float((w * (verdicts == (y == 1))).sum())
+
+    thresholds = [round(float(t), 2) for t in np.linspace(0.05, 0.95, 91)]
+    fitted = max((replace(fitted, threshold=t) for t in thresholds), key=accuracy)
+    gates = [1.01, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7]  # 1.01: never; ties keep the higher gate
+    return max((replace(fitted, contradiction=g) for g in gates), key=accuracy)
 
 
 def _fit(
@@ -412,6 +421,7 @@ def main() -> None:
         rate = throughput(answers, corpus, model, cached)
         print(f"throughput, sources {'pre-embedded' if cached else 'embedded per answer'}: "
               f"{rate:.1f} answers/s over {len(answers)} answers")  # fmt: skip
+    print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
     print(f"features: {', '.join(FEATURES)}")
 
 

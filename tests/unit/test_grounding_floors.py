@@ -1,4 +1,4 @@
-"""Floors under the detector's accuracy on real data: the first 50 SciFact dev claims and the
+"""Floors under the detector's accuracy on real data: the first 40 SciFact dev claims and the
 perturbations of their supported ones (``bench/grounding_scifact.py`` measures all 300), with
 the real embedding model. Floors sit a little below today's numbers so a regression fails."""
 
@@ -11,10 +11,12 @@ import pytest
 from bench.grounding_scifact import (
     DATA,
     Passages,
+    StoredEmbedder,
     by_kind,
     load_claims,
     load_corpus,
     perturbation_cases,
+    prepare,
     run,
     scifact_cases,
     score,
@@ -22,27 +24,23 @@ from bench.grounding_scifact import (
 from processors.intelligence.embeddings import local_embedder
 from processors.intelligence.grounding import EvidenceScorer
 
-CLAIMS = 50
+CLAIMS = 40
 
 pytestmark = pytest.mark.skipif(not Path(DATA).is_dir(), reason="SciFact is not in ../shared/data")
 
 
-def test_scifact_dev_and_perturbations_stay_above_their_floors() -> None:
+def test_scifact_dev_and_perturbations_stay_above_their_floors(tmp_path: Path) -> None:
     corpus = load_corpus(DATA)
     claims = load_claims(DATA, "dev")[:CLAIMS]
-    passages, embedder, scorer = (
-        Passages(corpus, local_embedder()),
-        local_embedder(),
-        EvidenceScorer(),
-    )
+    embedder = StoredEmbedder(local_embedder(), tmp_path / "vectors.npz")  # one batch, not 400
+    passages, scorer = Passages(corpus, embedder), EvidenceScorer()
+    scifact, perturbed = scifact_cases(claims), perturbation_cases(claims, corpus)
+    prepare(scifact + perturbed, passages, embedder)
 
-    scifact = scifact_cases(claims)
     flagged = run(scifact, passages, embedder, scorer)
     balanced = score([not c.supported for c in scifact], flagged).balanced_accuracy
-
-    perturbed = perturbation_cases(claims, corpus)
     kinds = by_kind(perturbed, run(perturbed, passages, embedder, scorer))
 
-    assert balanced >= 0.60, balanced
-    assert kinds["overall"].f1 >= 0.85, kinds["overall"]
+    assert balanced >= 0.63, balanced
+    assert kinds["overall"].f1 >= 0.86, kinds["overall"]
     assert kinds["invalid_citation"].recall == 1.0

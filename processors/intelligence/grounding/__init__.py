@@ -21,6 +21,8 @@ from processors.intelligence.grounding.scoring import (
     Finding,
     Judgement,
     SupportScorer,
+    decide,
+    measure,
 )
 
 __all__ = [
@@ -40,6 +42,8 @@ __all__ = [
     "Source",
     "SupportScorer",
     "check_grounding",
+    "decide",
+    "measure",
     "needs_citation",
     "prepare_passages",
     "split_sentences",

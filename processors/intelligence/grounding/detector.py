@@ -99,7 +99,8 @@ def check_grounding(
     """Each sentence of ``answer`` against ``passages``, keyed by the numbers the prompt gave
     them; only the answer's sentences are embedded (one batch), so passages are reusable."""
     sentences = split_sentences(answer)
-    checked = [s for s in sentences if s.citations or needs_citation(s)]
+    wanted = [bool(s.citations) or needs_citation(s) for s in sentences]
+    checked = [s for s, want in zip(sentences, wanted, strict=True) if want]
     vectors = embedder.embed([s.claim for s in checked])
     claims = [
         Claim(
@@ -111,10 +112,11 @@ def check_grounding(
         )
         for i, s in enumerate(checked)
     ]
-    judgements = dict(
-        zip(map(id, checked), (scorer or EvidenceScorer()).judge(claims), strict=True)
+    judged = iter((scorer or EvidenceScorer()).judge(claims))
+    verdicts = tuple(
+        _verdict(s, passages, next(judged) if want else None)
+        for s, want in zip(sentences, wanted, strict=True)
     )
-    verdicts = tuple(_verdict(s, passages, judgements.get(id(s))) for s in sentences)
     scores = [v.score for v in verdicts if v.checked]
     return GroundingReport(sum(scores) / len(scores) if scores else 1.0, verdicts)
 

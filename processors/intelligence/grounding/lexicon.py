@@ -6,6 +6,7 @@ what changed. Each is a cheap regex pass, so a sentence costs microseconds, not 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["Lexicon", "lexicon", "numbers_agree"]
@@ -50,6 +51,8 @@ class Lexicon:
     negated_stems: frozenset[str]  # content stems within a few words after a negation cue
     up: bool
     down: bool
+    up_stems: frozenset[str]  # content stems near a word that says up: "raised blood pressure"
+    down_stems: frozenset[str]
 
 
 def lexicon(text: str) -> Lexicon:
@@ -61,15 +64,11 @@ def lexicon(text: str) -> Lexicon:
         numbers=tuple(_numbers(text, lower)),
         entities=frozenset(w.lower() for i, w in enumerate(words) if _is_name(w, i == 0)),
         negated=any(map(_negation, lower)),
-        negated_stems=frozenset(
-            w[:_STEM]
-            for i, cue in enumerate(lower)
-            if _negation(cue)
-            for w in lower[i + 1 : i + 1 + _SCOPE]
-            if w not in _STOPWORDS and len(w) > 2
-        ),
+        negated_stems=_near(lower, _negation, 0),
         up=any(w.startswith(_UP) for w in lower),
         down=any(w.startswith(_DOWN) for w in lower),
+        up_stems=_near(lower, lambda w: w.startswith(_UP), _SCOPE),
+        down_stems=_near(lower, lambda w: w.startswith(_DOWN), _SCOPE),
     )
 
 
@@ -78,6 +77,17 @@ def numbers_agree(claimed: tuple[float, int], written: tuple[float, int]) -> boo
     ("35%" for "34.8%") but not to add precision."""
     value, decimals = claimed
     return abs(round(written[0], decimals) - value) < 10.0**-decimals / 2 + 1e-9
+
+
+def _near(lower: list[str], cue: Callable[[str], bool], before: int) -> frozenset[str]:
+    """Content stems up to ``before`` words before and ``_SCOPE`` words after each cue."""
+    return frozenset(
+        w[:_STEM]
+        for i, word in enumerate(lower)
+        if cue(word)
+        for w in lower[max(0, i - before) : i] + lower[i + 1 : i + 1 + _SCOPE]
+        if w not in _STOPWORDS and len(w) > 2
+    )
 
 
 def _negation(word: str) -> bool:

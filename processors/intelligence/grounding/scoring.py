@@ -32,6 +32,8 @@ __all__ = [
     "Finding",
     "Judgement",
     "SupportScorer",
+    "decide",
+    "measure",
 ]
 
 FEATURES = (
@@ -42,8 +44,12 @@ FEATURES = (
     "number_mismatch",  # a number of the claim appears in no cited source
     "entity_missing",  # share of the claim's names that no cited source contains
     "negation_flip",  # claim negated and best sentence not, or it negates what the claim says
-    "direction_flip",  # claim says up where the best sentence (or, if silent, source) says down
+    "direction_flip",  # claim says up where the evidence says down about the same words
 )
+
+_CONTRADICTIONS = [
+    FEATURES.index(f) for f in ("number_mismatch", "negation_flip", "direction_flip")
+]
 
 
 class Check(StrEnum):
@@ -101,20 +107,26 @@ class SupportScorer(Protocol):
 
 @dataclass(frozen=True)
 class Calibration:
-    """A logistic model over ``FEATURES``, the score above which a claim is supported, and the
-    similarity and coverage below which a finding names the weakness."""
+    """A logistic model over ``FEATURES`` and the score above which a claim is supported.
+
+    A number, negation or direction mismatch with a cited sentence at least ``contradiction``
+    similar rejects the claim whatever the model says: a near copy of the evidence that differs
+    exactly there contradicts it (support 0). ``low_similarity`` and ``low_coverage`` only say
+    when a finding names a weakness."""
 
     weights: tuple[float, ...]
     bias: float
     threshold: float
+    contradiction: float
     low_similarity: float = 0.5
     low_coverage: float = 0.5
 
 
 CALIBRATED = Calibration(  # bench/grounding_scifact.py --calibrate, SciFact train only
-    weights=(1.849, 1.271, -0.865, 2.166, -1.799, -0.873, -1.227, -1.454),
-    bias=-2.467,
+    weights=(1.811, 1.332, -0.878, 2.158, -1.805, -0.872, -1.244, -1.135),
+    bias=-2.465,
     threshold=0.54,
+    contradiction=0.8,
 )
 
 
@@ -123,7 +135,6 @@ class EvidenceScorer:
 
     def __init__(self, calibration: Calibration = CALIBRATED) -> None:
         self._calibration = calibration
-        self._weights = np.array(calibration.weights, dtype=np.float64)
 
     def judge(self, claims: Sequence[Claim]) -> list[Judgement]:
         return [self._judge(claim) for claim in claims]
@@ -132,9 +143,17 @@ class EvidenceScorer:
         values, findings, evidence = measure(claim, self._calibration)
         if evidence is None:
             return Judgement(0.0, False, tuple(findings), None)
-        logit = float(values @ self._weights) + self._calibration.bias
-        score = 1.0 / (1.0 + math.exp(-logit))
-        return Judgement(score, score >= self._calibration.threshold, tuple(findings), evidence)
+        score, supported = decide(values, self._calibration)
+        return Judgement(score, supported, tuple(findings), evidence)
+
+
+def decide(values: npt.NDArray[np.float64], calibration: Calibration) -> tuple[float, bool]:
+    """Support score and verdict from a claim's ``FEATURES``."""
+    if values[0] >= calibration.contradiction and values[_CONTRADICTIONS].any():
+        return 0.0, False
+    logit = float(values @ np.array(calibration.weights)) + calibration.bias
+    score = 1.0 / (1.0 + math.exp(-logit))
+    return score, score >= calibration.threshold
 
 
 def measure(
@@ -157,9 +176,7 @@ def measure(
     absent_numbers = [n for n in facts.numbers if not any(numbers_agree(n, w) for w in written)]
     absent_names = sorted(e for e in facts.entities if not any(e in p.folded for _, p in cited))
     negation_flip = facts.negated != bool(aligned.negated_stems & facts.stems)
-    direction_flip = _opposite(facts, aligned) or (
-        not (aligned.up or aligned.down) and _opposite(facts, passage.lexicon)
-    )
+    direction_flip = _opposite(facts, aligned, passage.lexicon)
     values = np.array(
         [
             float(sims[best]),
@@ -188,10 +205,16 @@ def _share(wanted: frozenset[str], present: frozenset[str]) -> float:
     return len(wanted & present) / len(wanted) if wanted else 1.0
 
 
-def _opposite(claim: Lexicon, evidence: Lexicon) -> bool:
-    return (claim.up and not claim.down and evidence.down and not evidence.up) or (
-        claim.down and not claim.up and evidence.up and not evidence.down
-    )
+def _opposite(claim: Lexicon, aligned: Lexicon, source: Lexicon) -> bool:
+    """The claim says one way about words the evidence says the other way about: in the best
+    sentence or, when that says neither about them, anywhere in the source."""
+    if claim.up == claim.down:
+        return False
+    for evidence in (aligned, source):
+        up, down = bool(evidence.up_stems & claim.stems), bool(evidence.down_stems & claim.stems)
+        if up != down:
+            return down if claim.up else up
+    return False
 
 
 def _findings(
