@@ -41,6 +41,6 @@ def test_scifact_dev_and_perturbations_stay_above_their_floors(tmp_path: Path) -
     balanced = score([not c.supported for c in scifact], flagged).balanced_accuracy
     kinds = by_kind(perturbed, run(perturbed, passages, embedder, scorer))
 
-    assert balanced >= 0.63, balanced
-    assert kinds["overall"].f1 >= 0.86, kinds["overall"]
+    assert balanced >= 0.62, balanced
+    assert kinds["overall"].f1 >= 0.87, kinds["overall"]
     assert kinds["invalid_citation"].recall == 1.0

@@ -3,8 +3,9 @@
 The default scorer reads eight features of a claim against the sentences of the sources it
 cites (embedding similarity, word coverage, and the number, name, negation and direction checks)
 and combines them with a logistic model fitted on SciFact's train claims and perturbations of
-them (``bench/grounding_scifact.py --calibrate``). A natural-language-inference model can replace
-it behind ``SupportScorer``: it gets the same claims and cited passages."""
+them (``bench/grounding_scifact.py --calibrate``), behind a gate that rejects a near copy of
+the evidence with a changed number, negation or direction. A natural-language-inference model
+can replace it behind ``SupportScorer``: it gets the same claims and cited passages."""
 
 from __future__ import annotations
 
