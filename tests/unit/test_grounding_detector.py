@@ -12,6 +12,7 @@ from processors.intelligence.grounding import (
     Source,
     check_grounding,
     prepare_passages,
+    whole_passage,
 )
 
 TRIAL = (
@@ -108,3 +109,18 @@ def test_a_factual_sentence_without_citation_is_flagged_and_still_checked(
 def test_an_answer_with_nothing_to_check_scores_one(offered: dict[int, Passage]) -> None:
     report = check_grounding("Is that so?", offered, local_embedder())
     assert report.score == 1.0 and report.checked == []
+
+
+def test_a_chunk_judged_whole_from_its_retrieval_vector() -> None:
+    embedder = local_embedder()
+    (vector,) = embedder.embed([TRIAL])
+    offered = {1: whole_passage(Source("doc-trial", TRIAL), vector)}
+    report = check_grounding(
+        "Daily aspirin reduced cardiovascular mortality by 35% [1]. It cut costs by 80% [2].",
+        offered,
+        embedder,
+    )
+    faithful, invented = report.sentences
+    assert faithful.supported
+    assert faithful.evidence is not None and faithful.evidence.end == len(TRIAL)
+    assert not invented.supported and invented.invalid_citations == (2,)

@@ -9,7 +9,12 @@ from processors.intelligence.grounding.detector import (
     check_grounding,
     needs_citation,
 )
-from processors.intelligence.grounding.evidence import Passage, Source, prepare_passages
+from processors.intelligence.grounding.evidence import (
+    Passage,
+    Source,
+    prepare_passages,
+    whole_passage,
+)
 from processors.intelligence.grounding.scoring import (
     CALIBRATED,
     FEATURES,
@@ -48,4 +53,5 @@ __all__ = [
     "prepare_passages",
     "split_sentences",
     "strip_citations",
+    "whole_passage",
 ]

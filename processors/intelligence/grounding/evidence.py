@@ -15,7 +15,7 @@ from processors.intelligence.embeddings import Embedder, Vectors
 from processors.intelligence.grounding.citations import Sentence, split_sentences
 from processors.intelligence.grounding.lexicon import Lexicon, lexicon
 
-__all__ = ["Passage", "Source", "prepare_passages"]
+__all__ = ["Passage", "Source", "prepare_passages", "whole_passage"]
 
 
 @dataclass(frozen=True)
@@ -42,23 +42,34 @@ class Passage:
 
 def prepare_passages(sources: Sequence[Source], embedder: Embedder) -> list[Passage]:
     """Each source split and embedded, all sentences of all sources in one batch."""
-    split = [split_sentences(source.text) or _whole(source.text) for source in sources]
+    split = [split_sentences(source.text) or [_whole(source.text)] for source in sources]
     vectors = embedder.embed([s.text for sentences in split for s in sentences])
     bounds = np.cumsum([0, *(len(sentences) for sentences in split)])
     return [
-        Passage(
-            source_id=source.source_id,
-            text=source.text,
-            sentences=tuple(sentences),
-            vectors=vectors[bounds[i] : bounds[i + 1]],
-            lexicon=lexicon(source.text),
-            sentence_lexicons=tuple(lexicon(s.text) for s in sentences),
-            folded=source.text.lower(),
-        )
+        _passage(source, sentences, vectors[bounds[i] : bounds[i + 1]])
         for i, (source, sentences) in enumerate(zip(sources, split, strict=True))
     ]
 
 
-def _whole(text: str) -> list[Sentence]:
-    """An empty or blank source still gets one row, so indices line up."""
-    return [Sentence(text, 0, len(text), ())]
+def whole_passage(source: Source, vector: Vectors) -> Passage:
+    """A source as one piece, from the vector retrieval already holds for it: nothing to embed,
+    but support is judged against the whole chunk, which blurs it (SciFact dev balanced accuracy
+    0.67 instead of 0.71 with sentence vectors; docs/BENCHMARKS.md)."""
+    return _passage(source, [_whole(source.text)], vector.reshape(1, -1))
+
+
+def _passage(source: Source, sentences: list[Sentence], vectors: Vectors) -> Passage:
+    return Passage(
+        source_id=source.source_id,
+        text=source.text,
+        sentences=tuple(sentences),
+        vectors=vectors,
+        lexicon=lexicon(source.text),
+        sentence_lexicons=tuple(lexicon(s.text) for s in sentences),
+        folded=source.text.lower(),
+    )
+
+
+def _whole(text: str) -> Sentence:
+    """The whole text as one sentence: a blank source, or a chunk judged as one piece."""
+    return Sentence(text, 0, len(text), ())
