@@ -409,25 +409,27 @@ def main() -> None:
     claims = scifact_cases(dev)
     perturbed = perturbation_cases(dev, corpus)
     prepare(claims + perturbed, passages, embedder)
-    rows: list[tuple[str, Score]] = [("SciFact dev claims", score(
-        [not c.supported for c in claims], run(claims, passages, embedder, scorer)
-    ))]  # fmt: skip
-    flagged = run(perturbed, passages, embedder, scorer)
-    rows += [(f"perturbed: {kind}", s) for kind, s in by_kind(perturbed, flagged).items()]
     whole = Passages(corpus, embedder, whole=True)
-    rows.append(("SciFact dev claims, one vector per abstract", score(
-        [not c.supported for c in claims], run(claims, whole, embedder, scorer)
-    )))  # fmt: skip
+
+    def judged(cases: Sequence[Case], offered: Passages) -> Score:
+        return score([not c.supported for c in cases], run(cases, offered, embedder, scorer))
+
+    flagged = run(perturbed, passages, embedder, scorer)
+    rows = [
+        ("SciFact dev claims", judged(claims, passages)),
+        *((f"perturbed: {kind}", s) for kind, s in by_kind(perturbed, flagged).items()),
+        ("SciFact dev claims, one vector per abstract", judged(claims, whole)),
+    ]
     print("| set (dev; positive = unsupported) | n | precision | recall | F1 | balanced acc. |")
     print("|---|---|---|---|---|---|")
     for name, s in rows:
-        print(f"| {name} | {s.n} | {s.precision:.3f} | {s.recall:.3f} | {s.f1:.3f} | "
-              f"{s.balanced_accuracy:.3f} |")  # fmt: skip
+        cells = (s.precision, s.recall, s.f1, s.balanced_accuracy)
+        print(f"| {name} | {s.n} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
     answers = (claims + perturbed)[: args.answers]
     for cached in (True, False):
         rate = throughput(answers, corpus, model, cached)
-        print(f"throughput, sources {'pre-embedded' if cached else 'embedded per answer'}: "
-              f"{rate:.1f} answers/s over {len(answers)} answers")  # fmt: skip
+        mode = "pre-embedded" if cached else "embedded per answer"
+        print(f"throughput, sources {mode}: {rate:.1f} answers/s over {len(answers)} answers")
     print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
     print(f"features: {', '.join(FEATURES)}")
 
