@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
 import random
@@ -52,7 +53,7 @@ from processors.intelligence.grounding import (
 )
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "scifact"
-STORE = Path.home() / ".cache" / "llm-platform" / "grounding-scifact-vectors.npz"
+STORE = Path.home() / ".cache" / "llm-platform" / "grounding-scifact-vectors-v2.npz"
 KINDS = ("number", "entity", "negation", "direction", "wrong_source", "invalid_citation")
 _SEED = 11
 
@@ -207,22 +208,20 @@ class StoredEmbedder:
     def __init__(self, inner: Embedder, path: Path) -> None:
         self.name, self.dimension = inner.name, inner.dimension
         self._inner, self._path = inner, path
-        self._known: dict[str, Vectors] = {}
+        self._known: dict[str, Vectors] = {}  # by the text's digest: abstracts are long
         if path.exists():
             with np.load(path) as stored:
-                self._known = dict(zip(stored["texts"].tolist(), stored["vectors"], strict=True))
+                self._known = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        new = [t for t in dict.fromkeys(texts) if t not in self._known]
-        self._known.update(zip(new, self._inner.embed(new), strict=True))
+        keys = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
+        new = {key: text for key, text in zip(keys, texts, strict=True) if key not in self._known}
+        self._known.update(zip(new, self._inner.embed(list(new.values())), strict=True))
         if len(new) > 1:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(
-                self._path,
-                texts=np.array(list(self._known)),
-                vectors=np.stack(list(self._known.values())),
-            )
-        return np.stack([self._known[t] for t in texts]) if texts else self._inner.embed([])
+            vectors = np.stack(list(self._known.values()))
+            np.savez(self._path, keys=np.array(list(self._known)), vectors=vectors)
+        return np.stack([self._known[key] for key in keys]) if texts else self._inner.embed([])
 
 
 def prepare(cases: Sequence[Case], passages: Passages, embedder: Embedder) -> None:
