@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from bench.scifact_data import scifact_dir
 from processors.intelligence.embeddings import Embedder, Vectors, local_embedder
 from processors.intelligence.grounding import (
     CALIBRATED,
@@ -52,7 +53,7 @@ from processors.intelligence.grounding import (
     whole_passage,
 )
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "scifact"
+DATA = scifact_dir()
 STORE = Path.home() / ".cache" / "llm-platform" / "grounding-scifact-vectors-v2.npz"
 KINDS = ("number", "entity", "negation", "direction", "wrong_source", "invalid_citation")
 _SEED = 11

@@ -7,12 +7,16 @@ span is the cited chunk's place in its document."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any, cast
 
 from processors.intelligence.answering import OfferedSource
 from processors.intelligence.embeddings import Embedder
 from processors.intelligence.grounding import (
     GroundingReport,
+    Passage,
     Source,
     check_grounding,
     prepare_passages,
@@ -26,28 +30,58 @@ from schemas.payloads import (
 )
 from streams.envelope import Envelope, derived_id
 
-__all__ = ["DETECTOR", "answer_events"]
+__all__ = ["DETECTOR", "PassageCache", "answer_events"]
 
 DETECTOR = "evidence-v1"
+
+
+class PassageCache:
+    """Sources split into sentences and embedded, by chunk version, most recent kept: a chunk
+    is one version's text for good, and popular chunks answer many questions, so the embedding
+    (most of a check's cost) is paid once per process. A cache, not state: a miss recomputes."""
+
+    def __init__(self, embedder: Embedder, size: int = 4096) -> None:
+        self._embedder = embedder
+        self._size = size
+        self._passages: OrderedDict[tuple[str, int, str], Passage] = OrderedDict()
+        self._lock = threading.Lock()  # checks run in worker threads
+
+    def of(self, sources: list[OfferedSource], texts: Mapping[int, str]) -> dict[int, Passage]:
+        """By prompt number, each source whose text is known; misses embedded in one batch
+        (outside the lock: two checks may embed the same chunk, never block each other)."""
+        known = [s for s in sources if texts.get(s.number)]
+        with self._lock:
+            cached = {s.number: self._passages.get(_key(s)) for s in known}
+        missing = [s for s in known if cached[s.number] is None]
+        prepared = prepare_passages(
+            [Source(f"{s.document_id}#{s.chunk_index}", texts[s.number]) for s in missing],
+            self._embedder,
+        )
+        ready = {n: p for n, p in cached.items() if p is not None}
+        ready.update((s.number, p) for s, p in zip(missing, prepared, strict=True))
+        with self._lock:
+            for source in known:
+                self._passages.pop(_key(source), None)
+                self._passages[_key(source)] = ready[source.number]  # most recent last
+            while len(self._passages) > self._size:
+                self._passages.popitem(last=False)
+        return ready
+
+
+def _key(source: OfferedSource) -> tuple[str, int, str]:
+    return source.document_id, source.chunk_index, source.content_hash
 
 
 def answer_events(
     completed: Envelope,
     marker: dict[str, Any],
     sources: list[OfferedSource],
-    texts: dict[int, str],
+    passages: Mapping[int, Passage],
     embedder: Embedder,
 ) -> list[Envelope]:
     """Deterministic ids from the completed event: a redelivery repeats the same events."""
     answer = cast(LlmRequestCompletedPayload, completed.payload)
-    text = answer.get("output_text") or ""
-    offered = [s for s in sources if texts.get(s.number)]
-    passages = prepare_passages(
-        [Source(f"{s.document_id}#{s.chunk_index}", texts[s.number]) for s in offered], embedder
-    )
-    report = check_grounding(
-        text, {s.number: p for s, p in zip(offered, passages, strict=True)}, embedder
-    )
+    report = check_grounding(answer.get("output_text") or "", passages, embedder)
     origin = completed.message_id
 
     def event(message_type: str, payload: Any, slot: str) -> Envelope:

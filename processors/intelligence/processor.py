@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from processors.intelligence.answering import (
+    OfferedSource,
     chat_command_payload,
     offered_sources,
     query_completed,
@@ -24,7 +25,7 @@ from processors.intelligence.answering import (
 from processors.intelligence.chunking import ChunkingPolicy
 from processors.intelligence.config import IntelligenceConfig, load_intelligence_config
 from processors.intelligence.embeddings import MiniLM, local_embedder
-from processors.intelligence.grounded import answer_events
+from processors.intelligence.grounded import PassageCache, answer_events
 from processors.intelligence.ingestion import content_hash, indexed_payload, unchanged_payload
 from processors.intelligence.retrieval import search, vector_index_kind
 from schemas.payloads import (
@@ -52,6 +53,7 @@ class _Parts:
     config: IntelligenceConfig
     embedder: MiniLM
     projections: ProjectionsClient
+    passages: PassageCache
     vector_index: str | None = None
 
 
@@ -79,7 +81,7 @@ class _Intelligence:
         config = load_intelligence_config()
         embedder = await asyncio.to_thread(local_embedder)
         projections = ProjectionsClient(projections_url(), projections_database())
-        self._parts = _Parts(config, embedder, projections)
+        self._parts = _Parts(config, embedder, projections, PassageCache(embedder))
         return self._parts
 
     async def _indexed(self, parts: _Parts, message: Envelope) -> Envelope:
@@ -175,13 +177,22 @@ class _Intelligence:
             return []  # not a mode rag run
         marker, sources = offered
         texts = await _source_texts(parts, message.tenant_id, marker["collection"], sources)
-        return await asyncio.to_thread(
-            answer_events, message, marker, sources, texts, parts.embedder
-        )
+        return await asyncio.to_thread(self._checked, parts, message, marker, sources, texts)
+
+    @staticmethod
+    def _checked(
+        parts: _Parts,
+        message: Envelope,
+        marker: dict[str, Any],
+        sources: list[OfferedSource],
+        texts: dict[int, str],
+    ) -> list[Envelope]:
+        passages = parts.passages.of(sources, texts)
+        return answer_events(message, marker, sources, passages, parts.embedder)
 
 
 async def _source_texts(
-    parts: _Parts, tenant: str, collection: str, sources: list[Any]
+    parts: _Parts, tenant: str, collection: str, sources: list[OfferedSource]
 ) -> dict[int, str]:
     """Each offered source's text, by number (ClickHouse has kept every version's chunks)."""
     if not sources:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from bench.grounding_scifact import (
     DATA,
     Passages,
@@ -26,10 +24,9 @@ from processors.intelligence.grounding import EvidenceScorer
 
 CLAIMS = 40
 
-pytestmark = pytest.mark.skipif(not Path(DATA).is_dir(), reason="SciFact is not in ../shared/data")
-
 
 def test_scifact_dev_and_perturbations_stay_above_their_floors(tmp_path: Path) -> None:
+    assert Path(DATA).is_dir(), f"SciFact is not at {DATA}: set SCIFACT_DATA"
     corpus = load_corpus(DATA)
     claims = load_claims(DATA, "dev")[:CLAIMS]
     embedder = StoredEmbedder(local_embedder(), tmp_path / "vectors.npz")  # one batch, not 400

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 __all__ = ["Lexicon", "lexicon", "numbers_agree"]
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9'\-]*[A-Za-z0-9]|[A-Za-z]")
-_NUMBER = re.compile(r"(?<![\w.\-])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w\-])")
+# Not inside a code ("IL-6", "COVID-19", "H1N1"); a unit may follow a hyphen ("5-year", "2-fold").
+_NUMBER = re.compile(r"(?<![\w.\-])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?!\w|-\d)")
 _SPELLED = {
     "one": 1.0, "two": 2.0, "three": 3.0, "four": 4.0, "five": 5.0, "six": 6.0, "seven": 7.0,
     "eight": 8.0, "nine": 9.0, "ten": 10.0, "twice": 2.0, "double": 2.0, "half": 0.5,
@@ -99,7 +100,8 @@ def _numbers(text: str, lower: list[str]) -> list[tuple[float, int]]:
         (float(whole.replace(",", "") + (fraction or "")), len(fraction) - 1 if fraction else 0)
         for whole, fraction in _NUMBER.findall(text)
     ]
-    return found + [(_SPELLED[w], 0) for w in lower if w in _SPELLED]
+    spelled = [part for w in lower for part in w.split("-")]  # "two-year" says two
+    return found + [(_SPELLED[w], 0) for w in spelled if w in _SPELLED]
 
 
 def _is_name(word: str, first: bool) -> bool:
