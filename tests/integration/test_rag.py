@@ -310,6 +310,22 @@ def test_rag_requests_are_checked_at_the_edge(stack: Stack) -> None:
     assert bad.status_code == 422, bad.text
 
 
+def _ingest_cli(stack: Stack, collection: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "processors.intelligence", "ingest", collection, str(folder)],
+        cwd=REPO,
+        env={
+            **os.environ,
+            "PLATFORM_API_URL": stack.api.url,
+            "PLATFORM_API_KEY": stack.tenants["a"].key,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_the_cli_ingests_folders_of_text_markdown_html_and_jsonl(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -322,20 +338,7 @@ def test_the_cli_ingests_folders_of_text_markdown_html_and_jsonl(
         json.dumps({"id": "faq-1", "text": "Yes, it is dishwasher safe.", "title": "FAQ"}) + "\n"
     )
     collection = f"kb-{uuid.uuid4().hex[:8]}"
-    environment = {
-        **os.environ,
-        "PLATFORM_API_URL": stack.api.url,
-        "PLATFORM_API_KEY": stack.tenants["a"].key,
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "processors.intelligence", "ingest", collection, str(folder)],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _ingest_cli(stack, collection, folder)
     assert result.returncode == 0, result.stderr
     assert "sent 4 documents" in result.stdout
     expected = {
@@ -347,14 +350,6 @@ def test_the_cli_ingests_folders_of_text_markdown_html_and_jsonl(
     _indexed(stack, collection, expected)
 
     (folder / "broken.jsonl").write_text('{"id": "x", "text": "fine"}\n{"id": "y"}\n')
-    refused = subprocess.run(
-        [sys.executable, "-m", "processors.intelligence", "ingest", collection, str(folder)],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    refused = _ingest_cli(stack, collection, folder)
     assert refused.returncode == 2
     assert f"{folder / 'broken.jsonl'}:2:" in refused.stderr
