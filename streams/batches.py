@@ -9,18 +9,29 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message
 
-__all__ = ["BATCHING_FETCH", "PARTITION_EOF", "committing_consumer", "next_batch"]
+__all__ = [
+    "BATCHING_FETCH",
+    "PARTITION_EOF",
+    "batching_fetch",
+    "committing_consumer",
+    "next_batch",
+]
 
 log = logging.getLogger("streams.consumer")
 PARTITION_EOF = getattr(KafkaError, "_PARTITION_EOF")  # noqa: B009 - librdkafka's own name
 """The error code of a partition's end-of-log report (``enable.partition.eof``): news, not a
 failure."""
 
-BATCHING_FETCH = {"fetch.min.bytes": 1_048_576, "fetch.wait.max.ms": 500}
-"""For a reader nobody waits on (the projector, an evaluator): the broker may hold a fetch
-until it has a megabyte or half a second passed, so a few fetches a second replace one per
-produced batch (each fetch costs the broker and the reader CPU; at 200 chat requests/s,
-hundreds a second)."""
+
+def batching_fetch(wait_ms: int) -> dict[str, int]:
+    """The broker may hold a fetch until it has a megabyte or ``wait_ms`` passed, so a few
+    fetches a second replace one per produced batch (each fetch costs the broker and the
+    reader CPU; at 200 chat requests/s, hundreds a second)."""
+    return {"fetch.min.bytes": 1_048_576, "fetch.wait.max.ms": wait_ms}
+
+
+BATCHING_FETCH = batching_fetch(500)
+"""For a reader nobody waits on (the projector, an evaluator)."""
 
 
 def committing_consumer(

@@ -63,9 +63,12 @@ class Processor:
     max_in_flight_per_partition: int = 1
     exactly_once: bool = False
     max_attempts: int = 3
-    latency_tolerant: bool = False
-    """Reads in bulk (``BATCHING_FETCH``): for a processor nobody waits on, such as an evaluator
-    judging finished runs, fewer and larger fetches save the broker and this process CPU."""
+    fetch_wait_ms: int | None = None
+    """Reads in bulk (``batching_fetch``): the broker may hold a fetch this long to fill it. For
+    a processor nobody waits on (an evaluator judging finished runs: 500), or one that reads a
+    busy topic for a few of its messages (layer 3 reading ``events.llm`` for mode rag answers:
+    50), fewer and larger fetches save the broker and this process CPU. None: every message is
+    fetched as soon as it is there."""
 
 
 class ProducerFailed(RuntimeError):

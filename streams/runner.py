@@ -24,7 +24,7 @@ import uvloop
 from confluent_kafka import Consumer, TopicPartition
 
 from streams.at_least_once import AtLeastOnce
-from streams.batches import BATCHING_FETCH, committing_consumer
+from streams.batches import batching_fetch, committing_consumer
 from streams.envelope import Clock, system_clock
 from streams.exactly_once import ExactlyOnce
 from streams.kafka_thread import KafkaThread
@@ -75,7 +75,7 @@ class ProcessorRunner:
             )
         producer = EnvelopeProducer(bootstrap_servers, serde, topics, producer_config)
         consumer_config = {
-            **(BATCHING_FETCH if processor.latency_tolerant else {}),
+            **(batching_fetch(processor.fetch_wait_ms) if processor.fetch_wait_ms else {}),
             **options.consumer_overrides,
         }
         self._consumer = committing_consumer(

@@ -227,4 +227,8 @@ PROCESSOR = Processor(
     ),
     handler=_Intelligence(),
     max_in_flight_per_partition=4,
+    # It reads all of events.llm for the few answers of mode rag runs: fetching in bulk took
+    # its CPU per chat request from 0.44 to 0.27 ms (bench/gateway, 200 RPS; BENCHMARKS.md),
+    # and a rag answer waits at most this much more.
+    fetch_wait_ms=50,
 )

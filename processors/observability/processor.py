@@ -53,5 +53,5 @@ PROCESSOR = Processor(
     layer=4,
     accepts=COUNTED,
     handler=_Observer(),
-    latency_tolerant=True,
+    fetch_wait_ms=500,
 )
