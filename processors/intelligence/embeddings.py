@@ -61,8 +61,9 @@ class MiniLM:
         self._epsilon = float(config["layer_norm_eps"])
         self._batch_size = batch_size
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self._tokenizer.no_padding()  # the file pads to 128: batches pad to their longest
-        self._counter = self._tokenizer.__class__.from_str(self._tokenizer.to_str())
+        self._counter = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        for tokenizer in (self._tokenizer, self._counter):
+            tokenizer.no_padding()  # the file pads to 128: batches pad to their longest
         self._counter.no_truncation()  # measures whole documents
         self._tokenizer.enable_truncation(max_length=int(max_tokens))
         self._weights = _with_fused_attention(load_file(str(model_dir / "model.safetensors")))
